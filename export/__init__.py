@@ -1,0 +1,1 @@
+"""Exporters of mse_rt (installed as ``mse_rt.export``)."""

@@ -1,0 +1,104 @@
+"""Decoding head outputs into candidate segments (SPEC.md section 8), vectorised over videos and levels.
+
+All segment values here are in feature-grid steps (level-0 grid); seconds come later
+(:func:`mse_rt.postprocess.to_seconds`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Candidates:
+    """Pre-NMS candidates of one video, levels concatenated (level order, score-descending within).
+
+    ``segments`` (N, 2) float32 grid steps, ``scores`` (N,) float32, ``labels`` (N,) int64.
+    """
+
+    segments: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+
+def select_topk(prob_levels: list[torch.Tensor], thresh: float, topk: int):
+    """Per (video, level) threshold + top-k in one sort.
+
+    ``prob_levels[l]``: (B, T_l * K) probabilities flattened in (t, class) order. Returns
+    (video index, level index, flat index within the level, score) of every kept candidate,
+    ordered by video, then level, then descending score.
+    """
+    B = prob_levels[0].shape[0]
+    L = len(prob_levels)
+    width = max(p.shape[1] for p in prob_levels)
+    table = prob_levels[0].new_full((B, L, width), -1.0)
+    for l, p in enumerate(prob_levels):
+        table[:, l, : p.shape[1]] = p
+    k = min(topk, width)
+    vals, idx = torch.sort(table.view(B * L, width), dim=1, descending=True, stable=True)
+    vals, idx = vals[:, :k], idx[:, :k]
+    keep = vals > thresh
+    rows, cols = keep.nonzero(as_tuple=True)
+    return rows // L, rows % L, idx[rows, cols], vals[rows, cols]
+
+
+def trident_expectation(left_logits: torch.Tensor, right_logits: torch.Tensor, off: torch.Tensor,
+                        num_bins: int) -> torch.Tensor:
+    """Expected start / end distances (N, 2) in steps of the level's grid.
+
+    ``left_logits`` / ``right_logits`` (N, n+1): the boundary logits at t-n+j / t+j (zero
+    outside the sequence); ``off`` (N, 2, n+1): the regression head's bins.
+    """
+    j = torch.arange(num_bins + 1, dtype=off.dtype, device=off.device)
+    dl = torch.softmax(left_logits + off[:, 0], dim=-1)
+    dr = torch.softmax(right_logits + off[:, 1], dim=-1)
+    return torch.stack(((dl * (num_bins - j)).sum(-1), (dr * j).sum(-1)), dim=-1)
+
+
+def decode_batch(out: dict, strides: list[int], test_cfg: dict, num_bins: int,
+                 use_trident_head: bool) -> list[Candidates]:
+    """Decode a batch of head outputs (the dict of :class:`mse_rt.model.MSETAD`) per video.
+
+    ``out['cls_logits'][l]`` (B, K, T_l), ``out['start_logits']``/``['end_logits']`` the same,
+    ``out['offsets'][l]`` (B, 2 (n+1), T_l), ``out['masks'][l]`` (B, 1, T_l). Returns B lists of
+    candidates with segments in level-0 grid steps.
+    """
+    cls = out["cls_logits"]
+    B, K = cls[0].shape[:2]
+    probs = []
+    for logits, mask in zip(cls, out["masks"]):
+        p = torch.sigmoid(logits) * mask.to(logits.dtype)  # (B, K, T)
+        probs.append(p.transpose(1, 2).reshape(B, -1))  # (t, class) order
+    vid, lvl, flat, score = select_topk(probs, test_cfg["pre_nms_thresh"], test_cfg["pre_nms_topk"])
+    t = torch.div(flat, K, rounding_mode="floor")
+    c = flat % K
+    n = num_bins
+    segs = torch.empty(vid.shape[0], 2, dtype=torch.float32, device=score.device)
+    for l, stride in enumerate(strides):
+        sel = (lvl == l).nonzero(as_tuple=True)[0]
+        if sel.numel() == 0:
+            continue
+        v, tt, cc = vid[sel], t[sel], c[sel]
+        off = out["offsets"][l]
+        if use_trident_head:
+            off_sel = off[v, :, tt].view(-1, 2, n + 1)
+            j = torch.arange(n + 1, device=tt.device)
+            pos = tt[:, None] + j[None, :]  # index into the n-padded sequence
+            start_pad = torch.nn.functional.pad(out["start_logits"][l], (n, 0))
+            end_pad = torch.nn.functional.pad(out["end_logits"][l], (0, n))
+            left = start_pad[v[:, None], cc[:, None], pos]
+            right = end_pad[v[:, None], cc[:, None], pos]
+            dist = trident_expectation(left, right, off_sel, n)
+        else:
+            dist = off[v, :, tt][:, :2]
+        centre = (tt * stride).to(torch.float32)
+        segs[sel, 0] = centre - dist[:, 0] * stride
+        segs[sel, 1] = centre + dist[:, 1] * stride
+    keep = (segs[:, 1] - segs[:, 0]) > test_cfg["duration_thresh"]
+    result = []
+    for b in range(B):
+        m = keep & (vid == b)
+        result.append(Candidates(segs[m], score[m], c[m]))
+    return result

@@ -1,0 +1,31 @@
+"""Typed errors raised by mse_rt.
+
+Every error a user can trigger with bad input derives from :class:`MseRtError`, so callers
+can catch one class; the subclasses say which kind of input was wrong.
+"""
+
+from __future__ import annotations
+
+
+class MseRtError(Exception):
+    """Base class of every error mse_rt raises on purpose."""
+
+
+class ConfigError(MseRtError, ValueError):
+    """A config file or dict is malformed: missing required key, wrong type, bad value."""
+
+
+class CheckpointError(MseRtError, ValueError):
+    """A checkpoint cannot be read or does not fit the model built from the config."""
+
+
+class InputError(MseRtError, ValueError):
+    """Features given to a detector are unusable (shape, dtype, NaN/Inf, length)."""
+
+
+class BackendError(MseRtError, RuntimeError):
+    """A backend is unknown, unavailable on this machine, or failed to run."""
+
+
+class ConfigWarning(UserWarning):
+    """A config key the reference does not know (usually a typo)."""

@@ -1,0 +1,57 @@
+"""Detection results and the ActivityNet JSON format (SPEC.md section 10)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class DetectionResult:
+    """Final detections of one video.
+
+    ``segments`` (M, 2) float32 seconds, ``scores`` (M,) float32, ``labels`` (M,) int64 class ids,
+    sorted by descending score. ``timings`` holds per-stage seconds (forward, decode, nms) of the
+    call that produced it (shared stages of a batch are split evenly).
+    """
+
+    video_id: str
+    segments: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    fps: float
+    duration: float
+    timings: dict = field(default_factory=dict)
+    candidates: object = None  # pre-NMS Candidates (grid steps) when asked for
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to_list(self) -> list[dict]:
+        """ActivityNet entries: ``[{"segment": [s, e], "score": p, "label": id}, ...]``."""
+        return [
+            {"segment": [float(s), float(e)], "score": float(p), "label": int(c)}
+            for (s, e), p, c in zip(self.segments.tolist(), self.scores.tolist(), self.labels.tolist())
+        ]
+
+
+def write_results_json(results: list[DetectionResult], path: str | Path,
+                       label_names: list[str] | None = None) -> Path:
+    """Write ``{"version": ..., "results": {video_id: [...]}, "external_data": {}}`` to ``path``.
+
+    With ``label_names``, each entry's ``label`` is the class name instead of the id.
+    """
+    out: dict[str, list] = {}
+    for r in results:
+        entries = r.to_list()
+        if label_names is not None:
+            for e in entries:
+                e["label"] = label_names[e["label"]]
+        out[r.video_id] = entries
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "mse_rt", "results": out, "external_data": {}}))
+    return path

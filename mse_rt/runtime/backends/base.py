@@ -1,0 +1,60 @@
+"""The small interface every backend implements (load, warmup, infer with input checks).
+
+A backend turns padded features (B, C_in, T) plus valid lengths (B,) into the head outputs of
+one forward pass; decode and NMS are shared by all backends (``mse_rt.runtime.detector``).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+
+from ...errors import InputError
+
+
+class Backend(abc.ABC):
+    """Base class. Subclasses set ``name`` and implement :meth:`_infer_impl`.
+
+    ``infer(feats (B, C_in, T) float32, lengths (B,) int64)`` returns a dict of per-level lists:
+    ``cls_logits`` / ``start_logits`` / ``end_logits`` (B, K, T_l), ``offsets``
+    (B, 2 (num_bins + 1), T_l) and ``masks`` (B, 1, T_l) bool, all on :attr:`device`.
+    """
+
+    name: str = "base"
+
+    def __init__(self, cfg: dict, device: str | torch.device = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+
+    def check_inputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Names, dtypes and shapes against what the backend was built for."""
+        c_in = self.cfg["model"]["input_dim"]
+        if not isinstance(feats, torch.Tensor) or feats.dim() != 3:
+            raise InputError(f"{self.name}: feats must be a (B, C, T) tensor, got {getattr(feats, 'shape', feats)}")
+        if feats.dtype != torch.float32:
+            raise InputError(f"{self.name}: feats must be float32, got {feats.dtype}")
+        if feats.shape[1] != c_in:
+            raise InputError(f"{self.name}: feats have {feats.shape[1]} channels, model expects {c_in}")
+        if lengths.shape != (feats.shape[0],) or lengths.dtype != torch.int64:
+            raise InputError(f"{self.name}: lengths must be int64 of shape ({feats.shape[0]},)")
+        if int(lengths.min()) < 1 or int(lengths.max()) > feats.shape[2]:
+            raise InputError(f"{self.name}: lengths must lie in [1, T={feats.shape[2]}], got {lengths.tolist()}")
+
+    def infer(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:
+        """Checked forward pass; see the class docstring for shapes."""
+        self.check_inputs(feats, lengths)
+        return self._infer_impl(feats, lengths)
+
+    @abc.abstractmethod
+    def _infer_impl(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:
+        """Forward pass on already checked inputs."""
+
+    def warmup(self, batch: int = 1, length: int | None = None, iters: int = 1) -> None:
+        """Run ``iters`` forward passes on zeros of (batch, C_in, length) (default max_seq_len)."""
+        m = self.cfg["model"]
+        length = length or m["max_seq_len"]
+        feats = torch.zeros(batch, m["input_dim"], length, device=self.device)
+        lengths = torch.full((batch,), length, dtype=torch.int64)
+        for _ in range(iters):
+            self.infer(feats, lengths)

@@ -1,0 +1,172 @@
+"""The one user-facing API over interchangeable backends.
+
+    det = Detector.from_checkpoint("config.yaml", "ckpt.pth.tar", backend="eager", device="cpu")
+    r = det.detect(feats, fps=30.0)          # feats (T, C) time-first -> DetectionResult (seconds)
+    rs = det.detect_batch([f1, f2, f3], fps=30.0)
+
+Pipeline per call: input checks -> group videos by the reference padded length (videos share
+a forward pass only when they share it, SPEC section 7) -> backend forward -> batched decode
+(grid steps) -> per-video NMS -> seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..config import fpn_strides, load_config
+from ..decode import Candidates, decode_batch
+from ..errors import BackendError, InputError
+from ..model import build_model
+from ..postprocess import nms_video, to_seconds
+from ..preprocess import check_features, pad_batch, pad_policy_length
+from ..results import DetectionResult
+from .backends import BACKENDS, Backend, EagerBackend
+
+FeatureArray = "np.ndarray | torch.Tensor"
+
+
+class Detector:
+    """Detects actions in pre-extracted clip features with any backend.
+
+    Parameters: ``cfg`` (a config dict from :func:`mse_rt.load_config`), ``backend`` (a
+    :class:`Backend`), ``nms_impl`` ("native" C++ or "torch" reference), ``max_batch`` (videos per
+    forward pass; memory grows with B * T^2 through attention).
+    """
+
+    def __init__(self, cfg: dict, backend: Backend, nms_impl: str = "native", max_batch: int = 8) -> None:
+        if nms_impl not in ("native", "torch"):
+            raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'native' or 'torch'")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.cfg = cfg
+        self.backend = backend
+        self.nms_impl = nms_impl
+        self.max_batch = max_batch
+        self.strides = fpn_strides(cfg)
+
+    @classmethod
+    def from_checkpoint(cls, config_path: str | Path, ckpt_path: str | Path, backend: str = "eager",
+                        device: str = "cpu", **kwargs) -> Detector:
+        """Build from a reference YAML config and checkpoint. ``backend``: one of ``BACKENDS``."""
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        cfg = load_config(config_path)
+        model = build_model(cfg)
+        load_checkpoint(model, ckpt_path)
+        return cls.from_model(cfg, model, device=device, **kwargs)
+
+    @classmethod
+    def from_model(cls, cfg: dict, model: torch.nn.Module, device: str = "cpu", **kwargs) -> Detector:
+        """Wrap an already built (and loaded) model in the eager backend."""
+        return cls(cfg, EagerBackend(cfg, model, device), **kwargs)
+
+    # ------------------------------------------------------------------ public API
+    def detect(self, feats: np.ndarray | torch.Tensor, fps: float | None = None, duration: float | None = None,
+               video_id: str = "video", keep_candidates: bool = False) -> DetectionResult:
+        """Detect actions in one video.
+
+        ``feats``: (T, C) features, time first. ``fps``: frames per second of the source video
+        (default: ``dataset.default_fps``). ``duration``: seconds; None means
+        ``(T * feat_stride + num_frames) / fps``. Returns segments in seconds.
+        """
+        return self.detect_batch([feats], fps=fps, durations=[duration], video_ids=[video_id],
+                                 keep_candidates=keep_candidates)[0]
+
+    def detect_batch(self, videos: Sequence, fps: float | Sequence[float] | None = None,
+                     durations: Sequence[float | None] | None = None, video_ids: Sequence[str] | None = None,
+                     keep_candidates: bool = False) -> list[DetectionResult]:
+        """Detect actions in many videos; results come back in input order.
+
+        Videos with the same reference padded length share forward passes (up to ``max_batch``);
+        results equal the one-video results.
+        """
+        n = len(videos)
+        if n == 0:
+            return []
+        fps_list = self._per_video(fps, n, "fps")
+        dur_list = list(durations) if durations is not None else [None] * n
+        ids = list(video_ids) if video_ids is not None else [f"video_{i}" for i in range(n)]
+        if len(dur_list) != n or len(ids) != n:
+            raise InputError(f"durations / video_ids must have one entry per video ({n})")
+        d = self.cfg["dataset"]
+        feats = [check_features(v, self.cfg, name=f"video {ids[i]!r}") for i, v in enumerate(videos)]
+        fps_vals = []
+        for i, f in enumerate(fps_list):
+            f = f if f is not None else d["default_fps"]
+            if f is None:
+                raise InputError(f"video {ids[i]!r}: fps is required (the config has no dataset.default_fps)")
+            if not (float(f) > 0 and np.isfinite(float(f))):
+                raise InputError(f"video {ids[i]!r}: fps must be a positive number, got {f}")
+            fps_vals.append(float(f))
+
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, f in enumerate(feats):
+            groups[pad_policy_length(f.shape[1], self.cfg)].append(i)
+
+        results: list[DetectionResult | None] = [None] * n
+        for padded_len, members in groups.items():
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start:start + self.max_batch]
+                for i, cand, timing in self._run_chunk([feats[i] for i in chunk], padded_len, chunk):
+                    fps_i = fps_vals[i]
+                    dur = dur_list[i]
+                    if dur is None:
+                        dur = (feats[i].shape[1] * d["feat_stride"] + d["num_frames"]) / fps_i
+                    t0 = time.perf_counter()
+                    segs, scores, labels = nms_video(cand.segments, cand.scores, cand.labels,
+                                                     self.cfg["test_cfg"], impl=self.nms_impl)
+                    timing["nms"] = time.perf_counter() - t0
+                    if segs.shape[0] > 0:
+                        segs = to_seconds(segs, fps_i, d["feat_stride"], d["num_frames"], float(dur))
+                    results[i] = DetectionResult(
+                        video_id=ids[i], segments=segs.numpy().astype(np.float32),
+                        scores=scores.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
+                        fps=fps_i, duration=float(dur), timings=timing,
+                        candidates=cand if keep_candidates else None,
+                    )
+        return results  # type: ignore[return-value]
+
+    def forward(self, videos: Sequence) -> list[dict]:
+        """Head outputs of each video (one forward per padded-length group), for inspection.
+
+        Returns per video a dict of per-level lists of (C, T_l) tensors: ``cls_logits``,
+        ``start_logits``, ``end_logits``, ``offsets``, ``masks`` (T_l,), at the padded length.
+        """
+        feats = [check_features(v, self.cfg, name=f"video {i}") for i, v in enumerate(videos)]
+        out: list[dict | None] = [None] * len(feats)
+        for i, f in enumerate(feats):
+            x, lengths = pad_batch([f], pad_policy_length(f.shape[1], self.cfg))
+            heads = self.backend.infer(x, lengths)
+            out[i] = {k: [t[0].squeeze(0) if k == "masks" else t[0] for t in v] for k, v in heads.items()}
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _per_video(value, n: int, name: str) -> list:
+        if value is None or isinstance(value, (int, float)):
+            return [value] * n
+        values = list(value)
+        if len(values) != n:
+            raise InputError(f"{name} has {len(values)} entries for {n} videos")
+        return values
+
+    def _run_chunk(self, feats: list[torch.Tensor], padded_len: int, idx: list[int]):
+        x, lengths = pad_batch(feats, padded_len)
+        t0 = time.perf_counter()
+        heads = self.backend.infer(x, lengths)
+        t1 = time.perf_counter()
+        m = self.cfg["model"]
+        cands: list[Candidates] = decode_batch(heads, self.strides, self.cfg["test_cfg"], m["num_bins"],
+                                               m["use_trident_head"])
+        t2 = time.perf_counter()
+        share = len(feats)
+        for i, c in zip(idx, cands):
+            c = Candidates(c.segments.cpu(), c.scores.cpu(), c.labels.cpu())
+            yield i, c, {"forward": (t1 - t0) / share, "decode": (t2 - t1) / share}
