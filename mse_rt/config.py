@@ -20,7 +20,18 @@ import yaml
 
 from .errors import ConfigError, ConfigWarning
 
-_REQUIRED = object()  # marker: the key has no default and must be given
+
+class _Required:
+    """Marker for a key with no default; survives deepcopy so merged configs still carry it."""
+
+    def __deepcopy__(self, memo: dict) -> _Required:
+        return self
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED = _Required()
 
 # Reference defaults. Values that matter at inference follow SPEC.md section 1; the rest are
 # the reference's training / bookkeeping keys, kept so that real configs load without warnings.
