@@ -366,7 +366,13 @@ class MSETAD(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_features: bool = False) -> dict:
         feats, masks = self.backbone(x, mask)
-        fpn_feats, fpn_masks = self.neck(feats, masks)
+        out = self.forward_heads(*self.neck(feats, masks))
+        if return_features:
+            out["feats"] = feats
+        return out
+
+    def forward_heads(self, fpn_feats: list[torch.Tensor], fpn_masks: list[torch.Tensor]) -> dict:
+        """All heads on all levels (see :meth:`forward` for the output dict)."""
         cat, cat_mask, keep, starts = self._concat_levels(fpn_feats, fpn_masks)
         lens = [f.shape[-1] for f in fpn_feats]
 
@@ -381,8 +387,6 @@ class MSETAD(nn.Module):
             out["end_logits"] = split(self.end_head(detached, cat_mask, keep))
         offsets = split(self.reg_head(cat, cat_mask, keep))
         out["offsets"] = [torch.relu(sc(o)) for sc, o in zip(self.reg_head.scale, offsets)]
-        if return_features:
-            out["feats"] = feats
         return out
 
 

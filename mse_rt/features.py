@@ -1,0 +1,28 @@
+"""Feature files: one ``.npy`` per video holding a (T, C) float array, time first.
+
+T steps of C channels, one step every ``dataset.feat_stride`` frames of the source video, each
+feature computed over ``dataset.num_frames`` frames (e.g. THUMOS14 I3D: stride 4, 16 frames,
+C = 2048). The video id is the file name without its extension.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def load_feature_file(path: str | Path) -> np.ndarray:
+    """Read one (T, C) feature file (.npy); raises :class:`InputError` for unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"feature file not found: {path}")
+    if path.suffix != ".npy":
+        raise InputError(f"feature file {path}: expected a .npy file holding a (T, C) array")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read feature file {path}: {exc}") from exc
+    return arr
