@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from golden_utils import GOLDEN, golden_videos, match_detections
 
 from mse_rt.cli import main
+
+from golden_utils import GOLDEN, golden_videos, match_detections
 
 
 def test_detect_writes_activitynet_json(tmp_path, capsys):
