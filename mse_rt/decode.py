@@ -102,3 +102,30 @@ def decode_batch(out: dict, strides: list[int], test_cfg: dict, num_bins: int,
         m = keep & (vid == b)
         result.append(Candidates(segs[m], score[m], c[m]))
     return result
+
+
+def decode_dense(cls_prob: torch.Tensor, seg_start: torch.Tensor, seg_end: torch.Tensor, level_lengths: list[int],
+                 test_cfg: dict) -> list[Candidates]:
+    """Finish decode from the dense graph outputs (:class:`mse_rt.graph.DetectorGraph`).
+
+    ``cls_prob`` / ``seg_start`` / ``seg_end`` (B, P, K) with levels concatenated along P
+    (``level_lengths`` steps each). Per video and level: keep ``p > pre_nms_thresh``, the top
+    ``pre_nms_topk`` by score, then drop segments no longer than ``duration_thresh``. Returns B
+    lists of candidates, segments in level-0 grid steps.
+    """
+    B, P, K = cls_prob.shape
+    if sum(level_lengths) != P:
+        raise ValueError(f"level lengths {level_lengths} do not add up to P = {P}")
+    bounds = [0]
+    for n in level_lengths:
+        bounds.append(bounds[-1] + n)
+    probs = [cls_prob[:, a:b].reshape(B, -1) for a, b in zip(bounds[:-1], bounds[1:])]
+    vid, lvl, flat, score = select_topk(probs, test_cfg["pre_nms_thresh"], test_cfg["pre_nms_topk"])
+    offset = torch.tensor(bounds[:-1], device=flat.device)[lvl]
+    point = offset + torch.div(flat, K, rounding_mode="floor")
+    cls = flat % K
+    start = seg_start[vid, point, cls]
+    end = seg_end[vid, point, cls]
+    keep = (end - start) > test_cfg["duration_thresh"]
+    segs = torch.stack((start, end), dim=-1)
+    return [Candidates(segs[keep & (vid == b)], score[keep & (vid == b)], cls[keep & (vid == b)]) for b in range(B)]

@@ -21,8 +21,9 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..config import fpn_strides, load_config
-from ..decode import Candidates, decode_batch
+from ..decode import Candidates, decode_dense
 from ..errors import BackendError, InputError
+from ..graph import level_lengths
 from ..model import build_model
 from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
@@ -133,20 +134,6 @@ class Detector:
                     )
         return results  # type: ignore[return-value]
 
-    def forward(self, videos: Sequence) -> list[dict]:
-        """Head outputs of each video (one forward per padded-length group), for inspection.
-
-        Returns per video a dict of per-level lists of (C, T_l) tensors: ``cls_logits``,
-        ``start_logits``, ``end_logits``, ``offsets``, ``masks`` (T_l,), at the padded length.
-        """
-        feats = [check_features(v, self.cfg, name=f"video {i}") for i, v in enumerate(videos)]
-        out: list[dict | None] = [None] * len(feats)
-        for i, f in enumerate(feats):
-            x, lengths = pad_batch([f], pad_policy_length(f.shape[1], self.cfg))
-            heads = self.backend.infer(x, lengths)
-            out[i] = {k: [t[0].squeeze(0) if k == "masks" else t[0] for t in v] for k, v in heads.items()}
-        return out  # type: ignore[return-value]
-
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _per_video(value, n: int, name: str) -> list:
@@ -162,9 +149,8 @@ class Detector:
         t0 = time.perf_counter()
         heads = self.backend.infer(x, lengths)
         t1 = time.perf_counter()
-        m = self.cfg["model"]
-        cands: list[Candidates] = decode_batch(heads, self.strides, self.cfg["test_cfg"], m["num_bins"],
-                                               m["use_trident_head"])
+        cands: list[Candidates] = decode_dense(heads["cls_prob"], heads["seg_start"], heads["seg_end"],
+                                               level_lengths(padded_len, self.strides), self.cfg["test_cfg"])
         t2 = time.perf_counter()
         share = len(feats)
         for i, c in zip(idx, cands):

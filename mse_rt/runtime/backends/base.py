@@ -16,9 +16,9 @@ from ...errors import InputError
 class Backend(abc.ABC):
     """Base class. Subclasses set ``name`` and implement :meth:`_infer_impl`.
 
-    ``infer(feats (B, C_in, T) float32, lengths (B,) int64)`` returns a dict of per-level lists:
-    ``cls_logits`` / ``start_logits`` / ``end_logits`` (B, K, T_l), ``offsets``
-    (B, 2 (num_bins + 1), T_l) and ``masks`` (B, 1, T_l) bool, all on :attr:`device`.
+    ``infer(feats (B, C_in, T) float32, lengths (B,) int64)`` returns the dense outputs of
+    :class:`mse_rt.graph.DetectorGraph` as a dict: ``cls_prob``, ``seg_start``, ``seg_end``, each
+    (B, P, K) torch tensors (segments in level-0 grid steps), P = sum_l T // stride_l.
     """
 
     name: str = "base"
