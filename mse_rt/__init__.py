@@ -11,7 +11,7 @@ Public API::
 
 from .checkpoint import load_checkpoint
 from .config import load_config
-from .errors import BackendError, CheckpointError, ConfigError, ConfigWarning, InputError, MseRtError
+from .errors import BackendError, CheckpointError, ConfigError, ConfigWarning, ExportError, InputError, MseRtError
 from .model import build_model
 from .results import DetectionResult, write_results_json
 from .runtime import BACKENDS, Detector
@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "ConfigWarning",
     "DetectionResult",
+    "ExportError",
     "Detector",
     "InputError",
     "MseRtError",

@@ -22,8 +22,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from .results import write_results_json
     from .runtime import Detector
 
-    det = Detector.from_checkpoint(args.config, args.ckpt, backend=args.backend, device=args.device,
-                                   nms_impl=args.nms)
+    if args.model:
+        if args.config or args.ckpt:
+            raise MseRtError("--model runs a deployable file on its own; drop --config / --ckpt")
+        det = Detector.from_file(args.model, nms_impl=args.nms)
+    else:
+        if not (args.config and args.ckpt):
+            raise MseRtError("detect needs --config and --ckpt, or --model FILE (.onnx)")
+        det = Detector.from_checkpoint(args.config, args.ckpt, backend=args.backend, device=args.device,
+                                       nms_impl=args.nms)
     files = [Path(f) for f in args.features]
     results = []
     t0 = time.perf_counter()
@@ -36,6 +43,19 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     out = write_results_json(results, args.output)
     n_det = sum(len(r) for r in results)
     print(f"{len(results)} videos, {n_det} detections in {time.perf_counter() - t0:.2f} s -> {out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import logging
+
+    from .export import export_onnx, get_format
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    get_format(args.format)
+    out = export_onnx((args.config, args.ckpt), args.output, opset=args.opset, dynamic=not args.static,
+                      batch=args.batch, max_len=args.max_len)
+    print(f"exported {out}")
     return 0
 
 
@@ -63,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("detect", help="detect actions in feature files (.npy, (T, C) time-first)")
-    d.add_argument("--config", required=True, help="reference YAML config")
-    d.add_argument("--ckpt", required=True, help="reference checkpoint (.pth.tar)")
+    d.add_argument("--config", help="reference YAML config")
+    d.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
+    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx)")
     d.add_argument("--fps", type=float, default=None, help="video frame rate (default: dataset.default_fps)")
     d.add_argument("--backend", default="eager")
     d.add_argument("--device", default="cpu")
@@ -74,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.add_argument("features", nargs="+", help="feature files, one (T, C) .npy per video")
     d.set_defaults(fn=_cmd_detect)
+
+    e = sub.add_parser("export", help="export a checkpoint to a deployable format")
+    e.add_argument("--config", required=True)
+    e.add_argument("--ckpt", required=True)
+    e.add_argument("--format", default="onnx", help="onnx")
+    e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    e.add_argument("--static", action="store_true", help="fixed (batch, max-len) instead of dynamic axes")
+    e.add_argument("--batch", type=int, default=1, help="example / static batch size")
+    e.add_argument("--max-len", type=int, default=None, help="example / static padded length")
+    e.add_argument("-o", "--output", required=True)
+    e.set_defaults(fn=_cmd_export)
 
     m = sub.add_parser("demo", help="the main job: run the bundled example end to end")
     m.add_argument("--out", default="demo_out", help="folder for results JSON and plots")

@@ -204,6 +204,8 @@ def _unknown_keys(user: dict) -> list[str]:
             allowed = set(DEFAULTS[key])
             if key == "dataset":
                 allowed |= _EXTRA_DATASET_KEYS
+            if key == "model":  # derived fields (overwritten from dataset / top level)
+                allowed |= {"input_dim", "num_classes", "max_seq_len", "train_cfg", "test_cfg"}
             unknown += [f"{key}.{sub}" for sub in val if sub not in allowed]
     return unknown
 

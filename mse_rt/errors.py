@@ -29,3 +29,7 @@ class BackendError(MseRtError, RuntimeError):
 
 class ConfigWarning(UserWarning):
     """A config key the reference does not know (usually a typo)."""
+
+
+class ExportError(MseRtError, RuntimeError):
+    """Export failed or produced a graph that does not validate."""

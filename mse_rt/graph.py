@@ -28,15 +28,6 @@ from .model import MSETAD
 OUTPUT_NAMES = ("cls_prob", "seg_start", "seg_end")
 INPUT_NAMES = ("feats", "lengths")
 
-# Additive mask for invalid keys in exported attention: finite so that fp16 graphs stay finite,
-# and large enough that exp() underflows to exactly 0 next to any valid score (|scores| << 1e4).
-MASK_NEG = -1.0e4
-
-
-def tracing() -> bool:
-    """True while torch.jit / torch.onnx trace the model (graph-friendly code paths)."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-
 
 def level_lengths(T: int, strides: list[int]) -> list[int]:
     """Steps of each pyramid level for a padded length T: T // stride_l."""

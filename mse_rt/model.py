@@ -22,6 +22,16 @@ from torch import nn
 from .config import fpn_strides, mse_win_sizes
 
 
+def tracing() -> bool:
+    """True while torch.jit / torch.onnx trace the model: take the graph-friendly code paths."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+# Additive bias for invalid keys in traced attention: finite so fp16 graphs stay finite, and
+# far enough below any valid score (|q.k| / sqrt(d) << 1e4) that exp() gives exactly 0.
+MASK_NEG = -1.0e4
+
+
 def downsample_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
     """Nearest downsampling of a (B, 1, T) bool mask to (B, 1, T // stride): keeps steps 0, s, 2s..."""
     if stride == 1:
@@ -59,6 +69,12 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, num_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tracing():
+            # channel means as (1, C) @ (B, C, T) GEMMs: ONNX Runtime's ReduceMean over a strided
+            # axis is the slow part of this op on CPU
+            avg = torch.full((1, x.shape[1]), 1.0 / x.shape[1], dtype=x.dtype, device=x.device)
+            res = x - torch.matmul(avg, x)
+            return res * torch.rsqrt(torch.matmul(avg, res * res) + self.eps) * self.weight + self.bias
         mu = x.mean(dim=1, keepdim=True)
         res = x - mu
         var = (res * res).mean(dim=1, keepdim=True)
@@ -121,7 +137,13 @@ class MaskedMHCA(nn.Module):
         # Key mask broadcast over heads and queries. Step 0 is always valid (T0 >= 1), so no row
         # is fully masked and softmax never sees all -inf. Masked keys get weight exactly 0, so
         # the reference's extra ``v * mask`` changes nothing and is skipped.
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :])
+        if tracing():
+            # explicit softmax attention with a finite additive key mask (export-friendly)
+            bias = (~mask[:, :, None, :]).to(q.dtype) * MASK_NEG
+            att = torch.softmax(q @ k.transpose(-2, -1) * (1.0 / math.sqrt(self.n_channels)) + bias, dim=-1)
+            out = att @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :])
         out = out.transpose(2, 3).reshape(B, C, T)
         return self.proj(out) * mask.to(out.dtype), mask
 
@@ -209,8 +231,12 @@ class MSEBackbone(nn.Module):
         self.max_len = m["max_seq_len"]
         self.use_abs_pe = m["use_abs_pe"]
         if self.use_abs_pe:
-            self.register_buffer("pos_embd", sinusoid_position_table(self.max_len, c) / (c ** 0.5),
-                                 persistent=False)
+            table = sinusoid_position_table(self.max_len, c) / (c ** 0.5)
+            self.register_buffer("pos_embd", table, persistent=False)
+            # the table zero-padded to the longest input, so a traced graph can always slice T
+            # columns and choose slice vs interpolation with a graph-level where()
+            longest = max(int(m["max_seq_len"] * m["max_buffer_len_factor"]), self.max_len)
+            self.register_buffer("pos_embd_padded", F.pad(table, (0, longest - self.max_len)), persistent=False)
         self.embd = nn.ModuleList()
         self.embd_norm = nn.ModuleList()
         for i in range(arch[0]):
@@ -227,8 +253,15 @@ class MSEBackbone(nn.Module):
             for i in range(arch[2])
         )
 
-    def position_embedding(self, T: int) -> torch.Tensor:
-        """PE for a length-T input (1, C, T): interpolated when T >= max_seq_len (reference rule)."""
+    def position_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """PE for the length T of x (B, C, T): (1, C, T), interpolated when T >= max_seq_len
+        (reference rule), else the first T columns."""
+        T = x.shape[-1]
+        if tracing():
+            # both branches in the graph, chosen by the traced length (not a constant of the trace)
+            interp = F.interpolate(self.pos_embd, size=T, mode="linear", align_corners=False)
+            sliced = self.pos_embd_padded[:, :, :T]
+            return torch.where(torch._shape_as_tensor(x)[-1] >= self.max_len, interp, sliced)
         if T >= self.max_len:
             return F.interpolate(self.pos_embd, size=T, mode="linear", align_corners=False)
         return self.pos_embd[:, :, :T]
@@ -238,7 +271,7 @@ class MSEBackbone(nn.Module):
             x, mask = conv(x, mask)
             x = torch.relu(norm(x))
         if self.use_abs_pe:
-            x = x + self.position_embedding(x.shape[-1]) * mask.to(x.dtype)
+            x = x + self.position_embedding(x) * mask.to(x.dtype)
         for block in self.stem:
             x, mask = block(x, mask)
         feats, masks = [x], [mask]
@@ -337,6 +370,16 @@ class MSETAD(nn.Module):
                                 num_bins=self.num_bins if self.use_trident_head else 0, **head_args)
         self._sep = max(m["head_kernel_size"], m["boudary_kernel_size"]) // 2
 
+    def _forward_heads_per_level(self, fpn_feats: list[torch.Tensor], fpn_masks: list[torch.Tensor]) -> dict:
+        """The heads level by level (the reference's way; used when tracing: static structure)."""
+        out: dict = {"masks": fpn_masks, "cls_logits": [self.cls_head(f, mk) for f, mk in zip(fpn_feats, fpn_masks)]}
+        if self.use_trident_head:
+            out["start_logits"] = [self.start_head(f.detach(), mk) for f, mk in zip(fpn_feats, fpn_masks)]
+            out["end_logits"] = [self.end_head(f.detach(), mk) for f, mk in zip(fpn_feats, fpn_masks)]
+        out["offsets"] = [torch.relu(sc(self.reg_head(f, mk)))
+                          for sc, f, mk in zip(self.reg_head.scale, fpn_feats, fpn_masks)]
+        return out
+
     def _concat_levels(self, feats: list[torch.Tensor], masks: list[torch.Tensor]):
         """Join levels along T with ``sep`` zero steps between them.
 
@@ -373,6 +416,8 @@ class MSETAD(nn.Module):
 
     def forward_heads(self, fpn_feats: list[torch.Tensor], fpn_masks: list[torch.Tensor]) -> dict:
         """All heads on all levels (see :meth:`forward` for the output dict)."""
+        if tracing():
+            return self._forward_heads_per_level(fpn_feats, fpn_masks)
         cat, cat_mask, keep, starts = self._concat_levels(fpn_feats, fpn_masks)
         lens = [f.shape[-1] for f in fpn_feats]
 

@@ -17,3 +17,15 @@ def golden_dir() -> Path:
     if not GOLDEN.is_dir():
         pytest.fail(f"golden vectors not found at {GOLDEN} (set MSE_RT_SHARED)")
     return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def onnx_files(tmp_path_factory, golden_dir):
+    """Each golden config exported once to ONNX (dynamic batch and length): {name: path}."""
+    pytest.importorskip("onnxruntime")
+    from mse_rt.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx")
+    return {name: export_onnx((golden_dir / name / "config.yaml", golden_dir / name / "ckpt.pth.tar"),
+                              out / f"{name}.onnx")
+            for name in ("thumos_small", "anet_small")}

@@ -11,6 +11,8 @@ a forward pass only when they share it, SPEC section 7) -> backend forward -> ba
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import file_sha256, load_checkpoint
 from ..config import fpn_strides, load_config
 from ..decode import Candidates, decode_dense
 from ..errors import BackendError, InputError
@@ -28,9 +30,15 @@ from ..model import build_model
 from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
 from ..results import DetectionResult
-from .backends import BACKENDS, Backend, EagerBackend
+from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend
 
 FeatureArray = "np.ndarray | torch.Tensor"
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 class Detector:
@@ -54,14 +62,49 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, config_path: str | Path, ckpt_path: str | Path, backend: str = "eager",
-                        device: str = "cpu", **kwargs) -> Detector:
-        """Build from a reference YAML config and checkpoint. ``backend``: one of ``BACKENDS``."""
+                        device: str = "cpu", backend_options: dict | None = None, cache_dir: str | Path | None = None,
+                        **kwargs) -> Detector:
+        """Build from a reference YAML config and checkpoint. ``backend``: one of ``BACKENDS``.
+
+        Non-eager backends export the model first, into ``cache_dir`` (default
+        ``$MSE_RT_CACHE`` or ``~/.cache/mse_rt``), keyed by checkpoint hash, config and version,
+        so the export runs once. ``backend_options`` go to the backend (e.g. ONNX Runtime
+        ``providers``, ``intra_op_threads``, ``graph_optimization``).
+        """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         cfg = load_config(config_path)
         model = build_model(cfg)
         load_checkpoint(model, ckpt_path)
-        return cls.from_model(cfg, model, device=device, **kwargs)
+        if backend == "eager":
+            return cls.from_model(cfg, model, device=device, **kwargs)
+        from ..config import config_to_json
+
+        key = hashlib.sha256(
+            f"{file_sha256(ckpt_path)}|{config_to_json(cfg)}|{_version()}".encode()).hexdigest()[:24]
+        cache = Path(cache_dir or os.environ.get("MSE_RT_CACHE", Path.home() / ".cache" / "mse_rt"))
+        onnx_path = cache / "onnx" / f"{key}.onnx"
+        if not onnx_path.is_file():
+            from ..export import export_onnx
+
+            export_onnx(model, onnx_path)
+        return cls.from_onnx(onnx_path, **(backend_options or {}), **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
+                  inter_op_threads: int | None = None, graph_optimization: str = "all", **kwargs) -> Detector:
+        """Run an exported ONNX graph with ONNX Runtime; the config comes from the file's metadata."""
+        backend = onnxruntime_backend(path, providers=providers, intra_op_threads=intra_op_threads,
+                                      inter_op_threads=inter_op_threads, graph_optimization=graph_optimization)
+        return cls(backend.cfg, backend, **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs) -> Detector:
+        """A Detector for a deployable model file, chosen by its suffix (``.onnx``)."""
+        suffix = Path(path).suffix
+        if suffix == ".onnx":
+            return cls.from_onnx(path, **kwargs)
+        raise BackendError(f"cannot tell the model format of {path}: expected a .onnx file")
 
     @classmethod
     def from_model(cls, cfg: dict, model: torch.nn.Module, device: str = "cpu", **kwargs) -> Detector:

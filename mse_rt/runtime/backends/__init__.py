@@ -6,6 +6,13 @@ Heavy optional packages are imported inside the backend that needs them.
 from .base import Backend
 from .eager import EagerBackend
 
-BACKENDS = ("eager",)
+BACKENDS = ("eager", "onnxruntime")
+
+def onnxruntime_backend(*args, **kwargs):
+    """Build an :class:`OnnxRuntimeBackend` (imported lazily: onnxruntime is optional)."""
+    from .onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(*args, **kwargs)
+
 
 __all__ = ["BACKENDS", "Backend", "EagerBackend"]

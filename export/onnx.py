@@ -1,0 +1,215 @@
+"""ONNX export of the detector graph (network + dense decode), dynamic batch and length.
+
+    from mse_rt.export import export_onnx
+    export_onnx(("config.yaml", "ckpt.pth.tar"), "model.onnx")     # or export_onnx(model, ...)
+
+Graph: inputs ``feats`` (B, C_in, T) float32 and ``lengths`` (B,) int64 (the mask is built
+inside); outputs ``cls_prob``, ``seg_start``, ``seg_end`` (B, P, K) with P = sum_l T // 2^l
+(see :mod:`mse_rt.graph`). The file carries the full config and a description of its inputs
+and outputs in ``metadata_props``, so the file alone is enough to run it. Before the file is
+reported as written it passes ``onnx.checker``, strict shape inference and an ONNX Runtime run
+compared with eager PyTorch at two lengths (one beyond ``max_seq_len`` when the buffer allows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mse_rt import __version__
+from mse_rt.checkpoint import file_sha256, load_checkpoint
+from mse_rt.config import config_to_json, load_config
+from mse_rt.errors import ExportError
+from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
+from mse_rt.model import MSETAD, build_model
+from mse_rt.preprocess import max_video_length, pad_policy_length
+
+from .formats import DEFAULT_OPSET, SUPPORTED_OPSETS
+
+log = logging.getLogger("mse_rt.export")
+
+ONNX_FORMAT_TAG = "mse_rt.onnx/1"
+INPUTS_DOC = {
+    "feats": "(B, C_in, T) float32 zero-padded clip features, channels first; T = the reference padded length",
+    "lengths": "(B,) int64 valid steps of each video (mask = step < length)",
+}
+OUTPUTS_DOC = {
+    "cls_prob": "(B, P, K) float32 sigmoid(cls) * mask, levels concatenated along P = sum_l T // 2^l",
+    "seg_start": "(B, P, K) float32 segment start per (point, class), level-0 feature-grid steps",
+    "seg_end": "(B, P, K) float32 segment end per (point, class), level-0 feature-grid steps",
+}
+# ONNX Runtime vs eager: max |diff| <= VALIDATE_TOL * max(1, max |eager|) per output.
+VALIDATE_TOL = 1e-3
+
+
+def _require_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ExportError("ONNX export needs the 'onnx' package: pip install 'mse-rt[onnx]'") from exc
+    return onnx
+
+
+def _resolve_model(model_or_paths) -> tuple[MSETAD, str | None]:
+    if isinstance(model_or_paths, MSETAD):
+        return model_or_paths.eval(), None
+    if isinstance(model_or_paths, (tuple, list)) and len(model_or_paths) == 2:
+        cfg_path, ckpt_path = model_or_paths
+        model = build_model(load_config(cfg_path))
+        load_checkpoint(model, ckpt_path)
+        return model, file_sha256(ckpt_path)
+    raise ExportError("export needs an MSETAD model or a (config_path, checkpoint_path) pair, "
+                      f"got {type(model_or_paths).__name__}")
+
+
+def _example(cfg: dict, batch: int, T: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(batch, cfg["model"]["input_dim"], T, generator=g)
+    lengths = torch.full((batch,), T, dtype=torch.int64)
+    if batch > 1:  # padded videos in the batch exercise the mask
+        lengths[1:] = torch.randint(1, T + 1, (batch - 1,), generator=g)
+    return feats, lengths
+
+
+def validation_lengths(cfg: dict, max_len: int | None) -> list[int]:
+    """Padded lengths to check the exported graph at: max_seq_len, the example length, and one
+    beyond max_seq_len when the point buffer allows."""
+    m = cfg["model"]
+    lens = [m["max_seq_len"], max_len or m["max_seq_len"]]
+    longest = max_video_length(cfg)
+    if longest > m["max_seq_len"]:
+        lens.append(pad_policy_length(min(longest, m["max_seq_len"] + 1), cfg))
+    return sorted(set(lens))
+
+
+def compare_outputs(got: list[np.ndarray], ref: list[np.ndarray], tol: float = VALIDATE_TOL) -> dict[str, float]:
+    """Relative max error per output: max |got - ref| / max(1, max |ref|)."""
+    errs = {}
+    for name, g, r in zip(OUTPUT_NAMES, got, ref):
+        if g.shape != r.shape:
+            raise ExportError(f"output {name}: ONNX shape {g.shape} vs eager {r.shape}")
+        errs[name] = float(np.abs(g - r).max() / max(1.0, float(np.abs(r).max()))) if r.size else 0.0
+    return errs
+
+
+def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, dynamic: bool = True,
+                batch: int = 1, max_len: int | None = None, validate: bool = True) -> Path:
+    """Export the detector graph to ONNX and validate it; returns the written path.
+
+    ``opset``: one of ``SUPPORTED_OPSETS`` (default 17). ``dynamic``: batch and length axes
+    dynamic (default); with ``dynamic=False`` the graph is fixed to (``batch``, ``max_len``).
+    ``max_len``: the example padded length (default ``max_seq_len``).
+    """
+    onnx = _require_onnx()
+    opset = DEFAULT_OPSET if opset is None else opset
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"unsupported opset {opset}; supported: {', '.join(map(str, SUPPORTED_OPSETS))}")
+    if batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    path = Path(path)
+    model, ckpt_sha = _resolve_model(model_or_paths)
+    cfg = model.cfg
+    T = max_len or cfg["model"]["max_seq_len"]
+    if pad_policy_length(T, cfg) != T:
+        raise ExportError(f"max_len {T} is not a padded length the reference uses "
+                          f"(next one: {pad_policy_length(T, cfg)})")
+    graph = DetectorGraph(model).eval()
+    feats, lengths = _example(cfg, batch, T)
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"feats": {0: "batch", 2: "time"}, "lengths": {0: "batch"}}
+        dynamic_axes.update({name: {0: "batch", 1: "points"} for name in OUTPUT_NAMES})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                # the tracer's notes on shape arithmetic and slice folding are expected here:
+                # every traced length is checked against eager below
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message="Constant folding")
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                torch.onnx.export(graph, (feats, lengths), str(tmp), input_names=list(INPUT_NAMES),
+                                  output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+                                  opset_version=opset, do_constant_folding=True, dynamo=False)
+        except Exception as exc:
+            raise ExportError(f"torch.onnx.export failed (opset {opset}): {type(exc).__name__}: {exc}") from exc
+        log.info("traced and exported in %.1f s (opset %d, dynamic=%s)", time.perf_counter() - t0, opset, dynamic)
+        proto = onnx.load(str(tmp))
+        meta = {
+            "mse_rt.format": ONNX_FORMAT_TAG,
+            "mse_rt.version": __version__,
+            "mse_rt.config": config_to_json(cfg),
+            "mse_rt.inputs": json.dumps(INPUTS_DOC),
+            "mse_rt.outputs": json.dumps(OUTPUTS_DOC),
+            "mse_rt.precision": "fp32",
+            "mse_rt.dynamic": json.dumps(dynamic),
+            "mse_rt.static_shape": json.dumps([batch, T]),
+            "mse_rt.checkpoint_sha256": ckpt_sha or "",
+        }
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.doc_string = "MSE-TAD detector graph exported by mse_rt " + __version__
+        onnx.save(proto, str(tmp))
+        if validate:
+            validate_onnx(tmp, graph, cfg, batch=batch if not dynamic else 2,
+                          lengths=validation_lengths(cfg, max_len) if dynamic else [T])
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path
+
+
+def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int = 2,
+                  lengths: list[int] | None = None) -> dict[str, float]:
+    """checker + strict shape inference + ONNX Runtime vs eager at each padded length; returns errors."""
+    onnx = _require_onnx()
+    t0 = time.perf_counter()
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
+    except Exception as exc:
+        raise ExportError(f"exported graph {path} is invalid: {type(exc).__name__}: {exc}") from exc
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ExportError("validating the export needs onnxruntime: pip install 'mse-rt[onnx]' "
+                          "(or pass validate=False)") from exc
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst: dict[str, float] = {}
+    for T in lengths or [cfg["model"]["max_seq_len"]]:
+        feats, lens = _example(cfg, batch, T, seed=T)
+        got = sess.run(list(OUTPUT_NAMES), {"feats": feats.numpy(), "lengths": lens.numpy()})
+        with torch.inference_mode():
+            ref = [t.numpy() for t in graph(feats, lens)]
+        errs = compare_outputs(got, ref)
+        for k, v in errs.items():
+            worst[k] = max(worst.get(k, 0.0), v)
+        bad = {k: v for k, v in errs.items() if v > VALIDATE_TOL}
+        if bad:
+            raise ExportError(f"ONNX Runtime disagrees with eager at (B={batch}, T={T}): " +
+                              ", ".join(f"{k} rel err {v:.2e} > {VALIDATE_TOL:.0e}" for k, v in bad.items()))
+    log.info("validated in %.1f s: checker, shape inference, ONNX Runtime vs eager at T=%s, max rel err %s",
+             time.perf_counter() - t0, lengths, {k: f"{v:.1e}" for k, v in worst.items()})
+    return worst
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The mse_rt metadata_props of an exported file (empty dict for a foreign graph)."""
+    onnx = _require_onnx()
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props if p.key.startswith("mse_rt.")}

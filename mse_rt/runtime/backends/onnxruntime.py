@@ -1,0 +1,128 @@
+"""ONNX Runtime backend: runs a graph written by :func:`mse_rt.export.export_onnx`.
+
+CPU execution provider by default. With ``onnxruntime-gpu`` installed, pass
+``providers=["CUDAExecutionProvider", "CPUExecutionProvider"]`` (or ``("CUDAExecutionProvider",
+{"device_id": 0, ...})`` tuples); CUDA inputs are then bound by address through IO binding
+(zero copy from torch CUDA tensors) and outputs stay on the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...config import config_from_json
+from ...errors import BackendError, InputError
+from ...graph import INPUT_NAMES, OUTPUT_NAMES
+from .base import Backend
+
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendError("the onnxruntime backend needs ONNX Runtime: pip install 'mse-rt[onnx]' "
+                           "(onnxruntime, or onnxruntime-gpu for CUDA)") from exc
+    return ort
+
+
+def session_options(intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                    graph_optimization: str = "all"):
+    """ONNX Runtime SessionOptions from plain values (threads: None = ORT default)."""
+    ort = _import_ort()
+    if graph_optimization not in _OPT_LEVELS:
+        raise BackendError(f"graph_optimization must be one of {_OPT_LEVELS}, got {graph_optimization!r}")
+    so = ort.SessionOptions()
+    if intra_op_threads is not None:
+        so.intra_op_num_threads = int(intra_op_threads)
+    if inter_op_threads is not None:
+        so.inter_op_num_threads = int(inter_op_threads)
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[graph_optimization]
+    return so
+
+
+def read_session_config(sess) -> dict:
+    """The mse_rt config stored in a session's model metadata; BackendError for foreign graphs."""
+    meta = sess.get_modelmeta().custom_metadata_map
+    if "mse_rt.config" not in meta or not meta.get("mse_rt.format", "").startswith("mse_rt.onnx/"):
+        raise BackendError("not an mse_rt ONNX graph (no mse_rt metadata): export one with "
+                           "`mse-rt export --format onnx` or mse_rt.export.export_onnx")
+    return config_from_json(meta["mse_rt.config"])
+
+
+class OnnxRuntimeBackend(Backend):
+    """``OnnxRuntimeBackend(path, providers=None, intra_op_threads=None, inter_op_threads=None,
+    graph_optimization="all")``; the config comes from the file's metadata (:attr:`cfg`)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None, graph_optimization: str = "all") -> None:
+        ort = _import_ort()
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"ONNX file not found: {path}")
+        providers = providers or ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        for p in providers:
+            pname = p[0] if isinstance(p, (tuple, list)) else p
+            if pname not in available:
+                hint = " (install onnxruntime-gpu)" if pname == "CUDAExecutionProvider" else ""
+                raise BackendError(f"ONNX Runtime provider {pname} is not available here{hint}; available: {available}")
+        so = session_options(intra_op_threads, inter_op_threads, graph_optimization)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}") from exc
+        cfg = read_session_config(self.session)
+        names_in = [i.name for i in self.session.get_inputs()]
+        names_out = [o.name for o in self.session.get_outputs()]
+        if names_in != list(INPUT_NAMES) or names_out != list(OUTPUT_NAMES):
+            raise BackendError(f"{path}: inputs {names_in} / outputs {names_out} are not those of an mse_rt graph")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.static_shape = None if json.loads(meta.get("mse_rt.dynamic", "true")) else json.loads(
+            meta["mse_rt.static_shape"])
+        self.use_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        super().__init__(cfg, "cuda" if self.use_cuda else "cpu")
+        self.path = path
+
+    def check_inputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> None:
+        super().check_inputs(feats, lengths)
+        if self.static_shape is not None and [feats.shape[0], feats.shape[2]] != self.static_shape:
+            raise InputError(f"{self.path} was exported with a static shape (B, T) = {tuple(self.static_shape)}, "
+                             f"got ({feats.shape[0]}, {feats.shape[2]}); re-export with dynamic axes")
+
+    def _infer_impl(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:
+        if self.use_cuda and feats.is_cuda:
+            return self._infer_iobinding(feats, lengths)
+        outs = self.session.run(list(OUTPUT_NAMES), {"feats": feats.detach().cpu().numpy(),
+                                                     "lengths": lengths.cpu().numpy().astype(np.int64)})
+        return {name: torch.from_numpy(o) for name, o in zip(OUTPUT_NAMES, outs)}
+
+    def _infer_iobinding(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:  # pragma: no cover - GPU
+        feats = feats.contiguous()
+        lengths = lengths.to(feats.device).contiguous()
+        binding = self.session.io_binding()
+        dev_id = feats.device.index or 0
+        binding.bind_input("feats", "cuda", dev_id, np.float32, tuple(feats.shape), feats.data_ptr())
+        binding.bind_input("lengths", "cuda", dev_id, np.int64, tuple(lengths.shape), lengths.data_ptr())
+        B, T = feats.shape[0], feats.shape[2]
+        P = sum(T // (self.cfg["model"]["scale_factor"] ** l) for l in range(self.cfg["model"]["backbone_arch"][2] + 1))
+        K = self.cfg["model"]["num_classes"]
+        outs = {}
+        for name in OUTPUT_NAMES:
+            t = torch.empty(B, P, K, dtype=torch.float32, device=feats.device)
+            binding.bind_output(name, "cuda", dev_id, np.float32, tuple(t.shape), t.data_ptr())
+            outs[name] = t
+        self.session.run_with_iobinding(binding)
+        return outs

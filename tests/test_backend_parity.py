@@ -1,0 +1,85 @@
+"""Backend parity harness: every available backend on the golden videos (against the reference
+detections) and on random long inputs (against eager), with a per-backend tolerance table.
+
+Later backends plug in by adding a factory to BACKEND_FACTORIES and a row to TOLERANCES.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mse_rt
+
+from golden_utils import GOLDEN, GOLDEN_CONFIGS, golden_videos, match_detections
+
+# backend -> (dense outputs max rel err vs eager, detection score tol, detection segment tol)
+TOLERANCES = {
+    "eager": (0.0, 1e-5, 1e-3),
+    "onnxruntime": (1e-4, 1e-5, 1e-3),
+}
+
+
+def _eager(name, onnx_files):
+    return mse_rt.Detector.from_checkpoint(GOLDEN / name / "config.yaml", GOLDEN / name / "ckpt.pth.tar")
+
+
+def _onnxruntime(name, onnx_files):
+    return mse_rt.Detector.from_onnx(onnx_files[name], intra_op_threads=2)
+
+
+BACKEND_FACTORIES = {"eager": _eager, "onnxruntime": _onnxruntime}
+
+
+@pytest.fixture(scope="module", params=[(b, c) for b in BACKEND_FACTORIES for c in GOLDEN_CONFIGS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def backend_case(request, onnx_files):
+    backend, name = request.param
+    return backend, name, BACKEND_FACTORIES[backend](name, onnx_files)
+
+
+def test_golden_one_by_one(backend_case):
+    backend, name, det = backend_case
+    _, score_tol, seg_tol = TOLERANCES[backend]
+    for v in golden_videos(name):
+        z = v["data"]
+        r = det.detect(z["feats"].T, fps=float(z["fps"]), duration=float(z["duration"]), keep_candidates=True)
+        c = r.candidates
+        match_detections(c.segments, c.scores, c.labels, z["pre_nms_segments"], z["pre_nms_scores"],
+                         z["pre_nms_labels"], f"{backend} {name}/{v['video_id']} pre-NMS", score_tol, seg_tol)
+        match_detections(r.segments, r.scores, r.labels, z["det_segments_sec"], z["det_scores"], z["det_labels"],
+                         f"{backend} {name}/{v['video_id']}", score_tol, seg_tol)
+
+
+def test_golden_batched(backend_case):
+    backend, name, det = backend_case
+    _, score_tol, seg_tol = TOLERANCES[backend]
+    videos = golden_videos(name)
+    rs = det.detect_batch([v["data"]["feats"].T for v in videos], fps=[float(v["data"]["fps"]) for v in videos])
+    for r, v in zip(rs, videos):
+        z = v["data"]
+        match_detections(r.segments, r.scores, r.labels, z["det_segments_sec"], z["det_scores"], z["det_labels"],
+                         f"{backend} batched {name}/{v['video_id']}", score_tol, seg_tol)
+
+
+def test_random_long_inputs_vs_eager(backend_case, onnx_files):
+    """Random features at lengths up to the point buffer, batch of 3 per padded length."""
+    backend, name, det = backend_case
+    dense_tol = TOLERANCES[backend][0]
+    eager = _eager(name, onnx_files)
+    from mse_rt.preprocess import max_video_length, pad_batch, pad_policy_length
+
+    rng = np.random.default_rng(7)
+    longest = max_video_length(det.cfg)
+    for T0 in sorted({7, det.cfg["model"]["max_seq_len"], longest}):
+        Tp = pad_policy_length(T0, det.cfg)
+        vids = [torch.from_numpy(rng.standard_normal((det.cfg["model"]["input_dim"], t)).astype(np.float32))
+                for t in (T0, max(1, T0 - 3), max(1, T0 // 2))]
+        x, lengths = pad_batch(vids, Tp)
+        got = det.backend.infer(x, lengths)
+        ref = eager.backend.infer(x, lengths)
+        for key in ("cls_prob", "seg_start", "seg_end"):
+            g, r = got[key].cpu().numpy(), ref[key].cpu().numpy()
+            err = np.abs(g - r).max() / max(1.0, np.abs(r).max())
+            assert err <= dense_tol, f"{backend} {name} T={Tp} {key}: rel err {err:.2e} > {dense_tol:.0e}"
