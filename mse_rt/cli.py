@@ -59,6 +59,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .eval import ANET_TIOUS, THUMOS_TIOUS, evaluate
+
+    if args.tious == "thumos":
+        tious = THUMOS_TIOUS
+    elif args.tious == "anet":
+        tious = ANET_TIOUS
+    else:
+        try:
+            tious = np.array([float(t) for t in args.tious.split(",")])
+        except ValueError:
+            raise MseRtError(f"--tious: 'thumos', 'anet' or comma-separated numbers, got {args.tious!r}") from None
+    r = evaluate(args.results, args.gt, tious, split=args.split)
+    print(f"{args.results}: {len(r.classes)} classes")
+    print(r.table())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -106,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-len", type=int, default=None, help="example / static padded length")
     e.add_argument("-o", "--output", required=True)
     e.set_defaults(fn=_cmd_export)
+
+    v = sub.add_parser("eval", help="ActivityNet detection mAP of a results JSON")
+    v.add_argument("--gt", required=True, help="ground truth, ActivityNet JSON ('database')")
+    v.add_argument("--tious", default="thumos", help="thumos (0.3:0.7), anet (0.5:0.95) or e.g. 0.3,0.5")
+    v.add_argument("--split", default=None, help="only ground truth of this subset (e.g. validation)")
+    v.add_argument("results", help="results JSON written by mse-rt detect")
+    v.set_defaults(fn=_cmd_eval)
 
     m = sub.add_parser("demo", help="the main job: run the bundled example end to end")
     m.add_argument("--out", default="demo_out", help="folder for results JSON and plots")
