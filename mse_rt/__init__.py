@@ -15,6 +15,7 @@ from .errors import BackendError, CheckpointError, ConfigError, ConfigWarning, E
 from .model import build_model
 from .results import DetectionResult, write_results_json
 from .runtime import BACKENDS, Detector
+from .streaming import StreamingDetector
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "Detector",
     "InputError",
     "MseRtError",
+    "StreamingDetector",
     "__version__",
     "build_model",
     "load_checkpoint",

@@ -83,6 +83,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=Path(args.out), quiet=args.quiet)
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data import write_dataset
+
+    out = write_dataset(args.out, args.videos, args.seed, subset=args.subset)
+    print(f"wrote {args.videos} synthetic videos ({args.subset}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .config import load_config
+    from .data import read_dataset
+    from .train import TrainOptions, train
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    videos = read_dataset(args.data, subset=args.subset)
+    if not videos:
+        raise MseRtError(f"no videos of subset {args.subset!r} in {args.data}")
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                        ema_decay=args.ema_decay, seed=args.seed)
+    print(f"training on {len(videos)} videos from {args.data}")
+    train(cfg, videos, opts, out_path=args.out)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
@@ -131,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default=None, help="only ground truth of this subset (e.g. validation)")
     v.add_argument("results", help="results JSON written by mse-rt detect")
     v.set_defaults(fn=_cmd_eval)
+
+    y = sub.add_parser("synth", help="write a synthetic TAD dataset (features + ActivityNet JSON)")
+    y.add_argument("--out", required=True)
+    y.add_argument("--videos", type=int, default=64)
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--subset", default="training")
+    y.set_defaults(fn=_cmd_synth)
+
+    t = sub.add_parser("train", help="train MSE-TAD with the reference recipe (small scale, CPU)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--data", required=True, help="dataset folder: annotations.json + features/*.npy")
+    t.add_argument("--subset", default="training")
+    t.add_argument("--out", required=True, help="checkpoint path (reference layout)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.set_defaults(fn=_cmd_train)
 
     m = sub.add_parser("demo", help="the main job: run the bundled example end to end")
     m.add_argument("--out", default="demo_out", help="folder for results JSON and plots")

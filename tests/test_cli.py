@@ -44,8 +44,3 @@ def test_detect_reports_bad_input_cleanly(tmp_path, capsys):
                "-o", str(tmp_path / "r.json"), str(p)])
     assert rc == 2
     assert "channels-first" in capsys.readouterr().err
-
-
-def test_demo_runs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "-q"]) == 0
-    assert (tmp_path / "results.json").is_file()

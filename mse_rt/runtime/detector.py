@@ -177,6 +177,21 @@ class Detector:
                     )
         return results  # type: ignore[return-value]
 
+    def detect_candidates(self, videos: Sequence) -> list[Candidates]:
+        """Pre-NMS candidates of each video (segments in feature-grid steps), batched like
+        :meth:`detect_batch`; for callers that run their own NMS (streaming)."""
+        feats = [check_features(v, self.cfg, name=f"video {i}") for i, v in enumerate(videos)]
+        out: list[Candidates | None] = [None] * len(feats)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, f in enumerate(feats):
+            groups[pad_policy_length(f.shape[1], self.cfg)].append(i)
+        for padded_len, members in groups.items():
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start:start + self.max_batch]
+                for i, cand, _ in self._run_chunk([feats[i] for i in chunk], padded_len, chunk):
+                    out[i] = cand
+        return out  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _per_video(value, n: int, name: str) -> list:

@@ -1,0 +1,156 @@
+"""Benchmark report: latency vs T per backend and throughput vs batch, as markdown + PNG plots.
+
+    .venv/bin/python benchmarks/report.py [--config demo|thumos|PATH] [--out bench_report]
+    .venv/bin/python benchmarks/report.py --from-json bench.json    # a pytest-benchmark run as a table
+
+Measures end-to-end ``Detector.detect_batch`` (checks, forward, decode, NMS) on random features for
+every backend available here (a progress bar shows the sweep), writes ``report.md``,
+``latency_vs_T.png`` and ``throughput_vs_batch.png``. Times are medians of --repeat runs on this
+machine; compare backends within one report only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _median(fn, repeat: int) -> float:
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def table_from_pytest_benchmark(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = ["| group | test | median (ms) | min (ms) | rounds |", "|---|---|---:|---:|---:|"]
+    for b in sorted(data["benchmarks"], key=lambda b: (b.get("group") or "", b["name"])):
+        s = b["stats"]
+        rows.append(f"| {b.get('group') or ''} | {b['name']} | {s['median'] * 1e3:.2f} | {s['min'] * 1e3:.2f} | "
+                    f"{s['rounds']} |")
+    return "\n".join(rows)
+
+
+def _detectors(config: Path, ckpt: Path | None, tmp: Path) -> dict:
+    from mse_rt import Detector, build_model, load_config
+    from mse_rt.demo import available_backends
+
+    cfg = load_config(config)
+    model = build_model(cfg)
+    if ckpt is not None:
+        from mse_rt import load_checkpoint
+
+        load_checkpoint(model, ckpt)
+    else:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:
+                    p.normal_(0, 0.02)
+    dets = {"eager": Detector.from_model(cfg, model)}
+    if not available_backends().get("onnxruntime"):
+        from mse_rt.export import export_onnx
+
+        dets["onnxruntime"] = Detector.from_onnx(export_onnx(model, tmp / "m.onnx"))
+    return cfg, dets
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="demo", help="demo | thumos | a config path (random weights)")
+    ap.add_argument("--out", default="bench_report")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--from-json", help="only turn a pytest-benchmark JSON into a markdown table")
+    args = ap.parse_args(argv)
+    if args.from_json:
+        print(table_from_pytest_benchmark(Path(args.from_json)))
+        return 0
+    from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.preprocess import max_video_length
+
+    if args.config == "demo":
+        config, ckpt = DEMO_CONFIG, DEMO_CKPT
+    elif args.config == "thumos":
+        config, ckpt = SHARED / "configs" / "thumos_i3d.yaml", None
+    else:
+        config, ckpt = Path(args.config), None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, dets = _detectors(config, ckpt, Path(tmp))
+        m = cfg["model"]
+        L = m["max_seq_len"]
+        lengths = sorted({L // 4, L // 2, L, min(2 * L, max_video_length(cfg)), max_video_length(cfg)})
+        batches = [1, 2, 4, 8]
+        rng = np.random.default_rng(0)
+        lat = {b: [] for b in dets}
+        thr = {b: [] for b in dets}
+        jobs = [(b, "T", T) for b in dets for T in lengths] + [(b, "B", B) for b in dets for B in batches]
+        for backend, kind, val in tqdm(jobs, desc="benchmark", unit="case"):
+            det = dets[backend]
+            if kind == "T":
+                x = [rng.standard_normal((val, m["input_dim"])).astype(np.float32)]
+                lat[backend].append(_median(lambda x=x, d=det: d.detect_batch(x, fps=30.0), args.repeat) * 1e3)
+            else:
+                xs = [rng.standard_normal((L, m["input_dim"])).astype(np.float32) for _ in range(val)]
+                t = _median(lambda xs=xs, d=det: d.detect_batch(xs, fps=30.0), args.repeat)
+                thr[backend].append(val / t)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name, xs, data, xlabel, ylabel in (("latency_vs_T", lengths, lat, "T (feature steps)", "latency (ms)"),
+                                           ("throughput_vs_batch", batches, thr, "batch (videos of max_seq_len)",
+                                            "videos / s")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for b, ys in data.items():
+            ax.plot(xs, ys, marker="o", label=b)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{Path(config).name}, {platform.machine()}, torch {torch.__version__}", fontsize=9)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=100)
+        plt.close(fig)
+    md = [f"# mse_rt benchmark: {Path(config).name}", "",
+          f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}. End-to-end `detect_batch` (forward, decode, NMS), median of {args.repeat}.",
+          "", "## Latency vs T (B = 1, ms)", "", "| T | " + " | ".join(dets) + " |",
+          "|---:|" + "---:|" * len(dets)]
+    for i, T in enumerate(lengths):
+        md.append(f"| {T} | " + " | ".join(f"{lat[b][i]:.1f}" for b in dets) + " |")
+    md += ["", f"## Throughput vs batch (T = {L}, videos/s)", "", "| B | " + " | ".join(dets) + " |",
+           "|---:|" + "---:|" * len(dets)]
+    for i, B in enumerate(batches):
+        md.append(f"| {B} | " + " | ".join(f"{thr[b][i]:.1f}" for b in dets) + " |")
+    if len(dets) > 1:
+        ref = next(iter(dets))
+        md += ["", "Ratios vs " + ref + " (this run): " + ", ".join(
+            f"{b} {statistics.median(lat[ref][i] / lat[b][i] for i in range(len(lengths))):.2f}x latency"
+            for b in dets if b != ref)]
+    md += ["", "![latency](latency_vs_T.png) ![throughput](throughput_vs_batch.png)"]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {out}/report.md and PNGs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
