@@ -1,0 +1,35 @@
+"""Shared helpers of the Triton kernel launchers: input checks and launch-time settings."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from mse_rt.errors import InputError
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_tensor(name: str, t: torch.Tensor, ndim: int, dtypes=SUPPORTED_DTYPES, device: torch.device | None = None):
+    """Typed errors for the launchers: rank, dtype, device, and a device Triton can run on."""
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise InputError(f"{name}: expected {ndim} dims, got shape {tuple(t.shape)}")
+    if t.dtype not in dtypes:
+        raise InputError(f"{name}: dtype {t.dtype} not supported (use one of {', '.join(map(str, dtypes))})")
+    if device is not None and t.device != device:
+        raise InputError(f"{name}: on {t.device}, expected {device} like the other inputs")
+    if not t.is_cuda and not interpreting():
+        raise InputError(f"{name}: Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), "
+                         f"got a tensor on {t.device}")
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
