@@ -33,3 +33,11 @@ def check_tensor(name: str, t: torch.Tensor, ndim: int, dtypes=SUPPORTED_DTYPES,
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def block_size(gpu_default: int, interpret_default: int, requested: int | None = None) -> int:
+    """Tile size: the caller's, else the GPU default, or a larger one in the interpreter (its cost
+    is per program and per op, so fewer, bigger programs run much faster on CPU)."""
+    if requested is not None:
+        return requested
+    return interpret_default if interpreting() else gpu_default

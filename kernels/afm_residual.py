@@ -15,7 +15,7 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import check_tensor
+from ._common import block_size, check_tensor
 
 
 @triton.jit
@@ -51,8 +51,8 @@ def _afm_residual_kernel(
 
 
 def afm_residual(x: torch.Tensor, out1: torch.Tensor, attn: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
-                 mask: torch.Tensor, packed: dict, s_out: torch.Tensor, block_c: int = 32,
-                 block_t: int = 64) -> torch.Tensor:
+                 mask: torch.Tensor, packed: dict, s_out: torch.Tensor, block_c: int | None = None,
+                 block_t: int | None = None) -> torch.Tensor:
     """Fused stage 2. x / out1 / attn (B, C, T) same dtype; mean / rstd (B, T) float32 from stage 1;
     mask (B, 1, T) or (B, T) bool; ``packed`` from :func:`ldm_afm.pack_block_weights`; s_out (C,)
     -> y (B, C, T) in x's dtype."""
@@ -66,6 +66,7 @@ def afm_residual(x: torch.Tensor, out1: torch.Tensor, attn: torch.Tensor, mean: 
     if mean.shape != (B, T) or rstd.shape != (B, T):
         raise InputError(f"mean / rstd must be (B, T) = {(B, T)}")
     y = torch.empty_like(x)
+    block_c, block_t = block_size(32, 256, block_c), block_size(64, 512, block_t)
     grid = (B, triton.cdiv(C, block_c), triton.cdiv(T, block_t))
     _afm_residual_kernel[grid](
         x, out1, attn, mean, rstd, am, packed["ln_w"], packed["ln_b"], s_out.reshape(-1).float().contiguous(),

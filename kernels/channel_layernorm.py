@@ -16,7 +16,7 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import check_tensor
+from ._common import block_size, check_tensor
 
 
 @triton.jit
@@ -58,7 +58,7 @@ def _channel_layernorm_kernel(
 
 
 def channel_layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5,
-                      block_t: int = 64, block_c: int = 64) -> torch.Tensor:
+                      block_t: int | None = None, block_c: int | None = None) -> torch.Tensor:
     """LayerNorm over channels. x (B, C, T) fp32/fp16/bf16, weight / bias (C,) or (1, C, 1) -> (B, C, T),
     same dtype as x; statistics in float32."""
     check_tensor("x", x, 3)
@@ -71,6 +71,7 @@ def channel_layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
+    block_t, block_c = block_size(64, 512, block_t), block_size(64, 256, block_c)
     grid = (B, triton.cdiv(T, block_t))
     _channel_layernorm_kernel[grid](
         x, weight.contiguous(), bias.contiguous(), y, C, T,

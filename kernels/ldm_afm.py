@@ -26,7 +26,7 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import check_tensor
+from ._common import block_size, check_tensor
 
 
 @triton.jit
@@ -151,7 +151,7 @@ def pack_block_weights(block) -> dict:
     }
 
 
-def ldm_afm_stage1(x: torch.Tensor, packed: dict, block_c: int = 32, block_t: int = 64):
+def ldm_afm_stage1(x: torch.Tensor, packed: dict, block_c: int | None = None, block_t: int | None = None):
     """Fused stage 1. x (B, C, T) fp32/fp16/bf16 (any strides), ``packed`` from
     :func:`pack_block_weights` on x's device -> (out1 (B, C, T) in x's dtype, mean (B, T), rstd (B, T)
     float32 step statistics of block.ln)."""
@@ -163,13 +163,14 @@ def ldm_afm_stage1(x: torch.Tensor, packed: dict, block_c: int = 32, block_t: in
         raise InputError(f"block weights on {packed['ln_w'].device}, x on {x.device}")
     if T == 0:
         raise InputError("x has T = 0 steps")
+    block_c, block_t = block_size(32, 256, block_c), block_size(64, 512, block_t)
     n_tb = triton.cdiv(T, block_t)
     mean = torch.empty(B, T, dtype=torch.float32, device=x.device)
     rstd = torch.empty_like(mean)
     part = torch.empty(B, n_tb, C, dtype=torch.float32, device=x.device)
     _ln_stats_kernel[(B, n_tb)](
         x, packed["ln_w"], packed["ln_b"], mean, rstd, part, C, T, n_tb,
-        x.stride(0), x.stride(1), x.stride(2), float(packed["eps"]), BLOCK_C=64, BLOCK_T=block_t,
+        x.stride(0), x.stride(1), x.stride(2), float(packed["eps"]), BLOCK_C=block_size(64, 256), BLOCK_T=block_t,
     )
     out = torch.empty_like(x)
     _ldm_afm_kernel[(B, triton.cdiv(C, block_c), n_tb)](

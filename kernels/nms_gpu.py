@@ -19,9 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_tensor
-
 from mse_rt.errors import InputError
+
+from ._common import block_size, check_tensor
 
 
 @triton.jit
@@ -165,7 +165,7 @@ def _group_layout(keys: torch.Tensor, n_groups: int):
 
 
 def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels: list[torch.Tensor],
-                    test_cfg: dict, block: int = 256) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                    test_cfg: dict, block: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """NMS of many videos in one launch. Per video: segs (N, 2) float32 grid steps, scores (N,),
     labels (N,) int64, all on one device. ``test_cfg``: iou_threshold, min_score, max_seg_num,
     nms_method (soft | hard | none), multiclass_nms, nms_sigma, voting_thresh. Returns per video
@@ -183,6 +183,7 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
             raise InputError(f"video {v}: segs (N, 2), scores (N,), labels (N,) disagree")
         if s.numel() and not bool(torch.isfinite(s).all() & torch.isfinite(p).all()):
             raise InputError(f"video {v}: NMS input holds NaN or Inf")
+    block = block_size(256, 2048, block)
     method = test_cfg["nms_method"]
     if method == "none":
         return [(s, p, lab) for s, p, lab in zip(segs, scores, labels)]

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fps", type=float, default=None, help="video frame rate (default: dataset.default_fps)")
     d.add_argument("--backend", default="eager")
     d.add_argument("--device", default="cpu")
-    d.add_argument("--nms", default="native", choices=("native", "torch"), help="NMS implementation")
+    d.add_argument("--nms", default="auto", choices=("auto", "native", "torch", "gpu"),
+                   help="NMS implementation (auto: GPU NMS with the triton backend, C++ otherwise)")
     d.add_argument("--batch", type=int, default=8, help="videos per detect_batch call")
     d.add_argument("-o", "--output", default="results.json", help="ActivityNet-format results JSON")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

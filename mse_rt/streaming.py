@@ -31,7 +31,7 @@ import torch
 
 from .decode import Candidates
 from .errors import InputError
-from .postprocess import nms_video, to_seconds
+from .postprocess import to_seconds
 from .preprocess import check_features
 from .results import DetectionResult
 from .runtime import Detector
@@ -97,8 +97,7 @@ class StreamingDetector:
 
     def _final(self, cands: Candidates, emit_below: float | None) -> tuple[DetectionResult, Candidates]:
         """NMS over ``cands``; detections with centre < emit_below (all when None) are returned."""
-        segs, scores, labels = nms_video(cands.segments, cands.scores, cands.labels, self.det.cfg["test_cfg"],
-                                         impl=self.det.nms_impl)
+        segs, scores, labels, _ = self.det.nms([cands])[0]
         if emit_below is not None:
             m = segs.mean(dim=1) < emit_below if len(segs) else torch.zeros(0, dtype=torch.bool)
             segs, scores, labels = segs[m], scores[m], labels[m]

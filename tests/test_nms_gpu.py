@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from golden_utils import GOLDEN, match_detections
 from kernel_utils import device
+
+from golden_utils import GOLDEN, match_detections
 
 triton = pytest.importorskip("triton")
 

@@ -30,9 +30,13 @@ from ..model import build_model
 from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
 from ..results import DetectionResult
-from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend
+from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, triton_backend
 
 FeatureArray = "np.ndarray | torch.Tensor"
+
+
+def _to_cpu(c: Candidates) -> Candidates:
+    return Candidates(c.segments.cpu(), c.scores.cpu(), c.labels.cpu())
 
 
 def _version() -> str:
@@ -45,13 +49,16 @@ class Detector:
     """Detects actions in pre-extracted clip features with any backend.
 
     Parameters: ``cfg`` (a config dict from :func:`mse_rt.load_config`), ``backend`` (a
-    :class:`Backend`), ``nms_impl`` ("native" C++ or "torch" reference), ``max_batch`` (videos per
-    forward pass; memory grows with B * T^2 through attention).
+    :class:`Backend`), ``nms_impl`` ("native" C++, "torch" reference, "gpu" batched Triton NMS on
+    the backend's device, or "auto": gpu for the triton backend, native otherwise), ``max_batch``
+    (videos per forward pass; memory grows with B * T^2 through attention).
     """
 
-    def __init__(self, cfg: dict, backend: Backend, nms_impl: str = "native", max_batch: int = 8) -> None:
-        if nms_impl not in ("native", "torch"):
-            raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'native' or 'torch'")
+    def __init__(self, cfg: dict, backend: Backend, nms_impl: str = "auto", max_batch: int = 8) -> None:
+        if nms_impl == "auto":
+            nms_impl = "gpu" if backend.name == "triton" else "native"
+        if nms_impl not in ("native", "torch", "gpu"):
+            raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'auto', 'native', 'torch' or 'gpu'")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.cfg = cfg
@@ -78,6 +85,8 @@ class Detector:
         load_checkpoint(model, ckpt_path)
         if backend == "eager":
             return cls.from_model(cfg, model, device=device, **kwargs)
+        if backend == "triton":
+            return cls(cfg, triton_backend(cfg, model, device=device, **(backend_options or {})), **kwargs)
         from ..config import config_to_json
 
         key = hashlib.sha256(
@@ -158,22 +167,21 @@ class Detector:
         for padded_len, members in groups.items():
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start:start + self.max_batch]
-                for i, cand, timing in self._run_chunk([feats[i] for i in chunk], padded_len, chunk):
+                decoded = list(self._run_chunk([feats[i] for i in chunk], padded_len, chunk))
+                nmsed = self.nms([c for _, c, _ in decoded])
+                for (i, cand, timing), (segs, scores, labels, t_nms) in zip(decoded, nmsed):
                     fps_i = fps_vals[i]
                     dur = dur_list[i]
                     if dur is None:
                         dur = (feats[i].shape[1] * d["feat_stride"] + d["num_frames"]) / fps_i
-                    t0 = time.perf_counter()
-                    segs, scores, labels = nms_video(cand.segments, cand.scores, cand.labels,
-                                                     self.cfg["test_cfg"], impl=self.nms_impl)
-                    timing["nms"] = time.perf_counter() - t0
+                    timing["nms"] = t_nms
                     if segs.shape[0] > 0:
                         segs = to_seconds(segs, fps_i, d["feat_stride"], d["num_frames"], float(dur))
                     results[i] = DetectionResult(
                         video_id=ids[i], segments=segs.numpy().astype(np.float32),
                         scores=scores.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
                         fps=fps_i, duration=float(dur), timings=timing,
-                        candidates=cand if keep_candidates else None,
+                        candidates=_to_cpu(cand) if keep_candidates else None,
                     )
         return results  # type: ignore[return-value]
 
@@ -189,7 +197,7 @@ class Detector:
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start:start + self.max_batch]
                 for i, cand, _ in self._run_chunk([feats[i] for i in chunk], padded_len, chunk):
-                    out[i] = cand
+                    out[i] = _to_cpu(cand)
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals
@@ -202,6 +210,24 @@ class Detector:
             raise InputError(f"{name} has {len(values)} entries for {n} videos")
         return values
 
+    def nms(self, cands: list[Candidates]) -> list[tuple]:
+        """The configured NMS of several videos' candidates (grid steps) -> per video
+        (segs, scores, labels) on the CPU plus the seconds spent, sorted by score."""
+        t0 = time.perf_counter()
+        if self.nms_impl == "gpu":
+            from ..kernels.nms_gpu import batched_nms_gpu
+
+            out = batched_nms_gpu([c.segments for c in cands], [c.scores for c in cands], [c.labels for c in cands],
+                                  self.cfg["test_cfg"])
+            share = (time.perf_counter() - t0) / max(1, len(cands))
+            return [(s.cpu(), p.cpu(), lab.cpu(), share) for s, p, lab in out]
+        res = []
+        for c in cands:
+            t1 = time.perf_counter()
+            res.append((*nms_video(c.segments, c.scores, c.labels, self.cfg["test_cfg"], impl=self.nms_impl),
+                        time.perf_counter() - t1))
+        return res
+
     def _run_chunk(self, feats: list[torch.Tensor], padded_len: int, idx: list[int]):
         x, lengths = pad_batch(feats, padded_len)
         t0 = time.perf_counter()
@@ -212,5 +238,6 @@ class Detector:
         t2 = time.perf_counter()
         share = len(feats)
         for i, c in zip(idx, cands):
-            c = Candidates(c.segments.cpu(), c.scores.cpu(), c.labels.cpu())
+            if self.nms_impl != "gpu":
+                c = _to_cpu(c)
             yield i, c, {"forward": (t1 - t0) / share, "decode": (t2 - t1) / share}

@@ -6,13 +6,20 @@ Heavy optional packages are imported inside the backend that needs them.
 from .base import Backend
 from .eager import EagerBackend
 
-BACKENDS = ("eager", "onnxruntime")
+BACKENDS = ("eager", "onnxruntime", "triton")
 
 def onnxruntime_backend(*args, **kwargs):
     """Build an :class:`OnnxRuntimeBackend` (imported lazily: onnxruntime is optional)."""
     from .onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(*args, **kwargs)
+
+
+def triton_backend(*args, **kwargs):
+    """Build a :class:`TritonBackend` (imported lazily: triton is optional)."""
+    from .triton import TritonBackend
+
+    return TritonBackend(*args, **kwargs)
 
 
 __all__ = ["BACKENDS", "Backend", "EagerBackend"]

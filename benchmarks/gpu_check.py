@@ -1,0 +1,342 @@
+# ruff: noqa: B023  (timing lambdas are called at once, inside their loop iteration)
+"""One-call GPU check for the device machine: correctness first, then timings, one table.
+
+    python benchmarks/gpu_check.py [--out DIR] [--quick]
+
+Writes DIR/gpu_check.md (DIR defaults to $OUT, else ./gpu_check_out) and prints it. Sections:
+1. correctness on the GPU: Triton kernels vs PyTorch references (odd and THUMOS shapes, fp32 /
+   fp16 / bf16), batched GPU NMS vs the C++ NMS on golden/nms.npz, the triton backend vs eager on
+   the golden videos (detections) and on a THUMOS-size input (dense outputs), fp16 / bf16 cost;
+2. per-kernel time and achieved GB/s against a measured device-to-device copy;
+3. end to end, THUMOS-size model (thumos_i3d.yaml, random weights): latency B = 1, T = 2304 and
+   throughput B = 8 for eager fp32, eager + torch.compile, triton fp32 / fp16 (+ CUDA graph);
+4. batched NMS, 32 videos x 20 classes x 2000 candidates: GPU vs C++ CPU;
+5. TensorRT rows when the tensorrt package is importable (otherwise stated as skipped).
+Targets (H100): fused kernels >= 60% of copy bandwidth; triton >= 3x eager fp32 at B = 1;
+GPU NMS >= 10x the CPU NMS on that batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MSE_RT_SHARED", REPO.parent / "shared"))
+if not SHARED.is_dir() and (REPO / "shared").is_dir():
+    SHARED = REPO / "shared"
+ROWS: list[str] = []
+
+
+def row(*cells) -> None:
+    line = "| " + " | ".join(str(c) for c in cells) + " |"
+    ROWS.append(line)
+    print(line, flush=True)
+
+
+def section(title: str, header: tuple) -> None:
+    ROWS.extend(["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
+    print(f"\n## {title}", flush=True)
+
+
+def cuda_time(fn, iters: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of fn() on the GPU (CUDA events)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def guarded(name: str, fn) -> None:
+    try:
+        fn()
+    except Exception as exc:  # keep going: one broken row must not hide the others
+        row(name, "ERROR", f"{type(exc).__name__}: {str(exc)[:200]}")
+        traceback.print_exc()
+
+
+def thumos_model():
+    from mse_rt import build_model, load_config
+
+    torch.manual_seed(0)
+    cfg = load_config(SHARED / "configs" / "thumos_i3d.yaml")
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.02)
+    return cfg, model
+
+
+def check_kernels(dtypes) -> None:
+    from mse_rt.kernels.afm_residual import afm_residual, afm_residual_ref
+    from mse_rt.kernels.channel_layernorm import channel_layernorm, channel_layernorm_ref
+    from mse_rt.kernels.ldm_afm import ldm_afm_stage1, ldm_afm_stage1_ref, pack_block_weights
+    from mse_rt.model import MSEBlock
+
+    section("Kernels vs PyTorch reference (GPU)", ("kernel", "shape", "dtype", "max abs err", "scale", "ok"))
+    tol = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+    for (B, C, T, ks, k) in [(1, 48, 1, 1, 5.0), (2, 80, 37, 15, 1.3), (1, 512, 2304, 1, 5.0), (4, 256, 769, 3, 1.2)]:
+        torch.manual_seed(0)
+        block = MSEBlock(C, 4, ks, 1, k, 2 * C, path_pdrop=0.1).eval().cuda()
+        with torch.no_grad():
+            for p in block.parameters():
+                p.copy_(torch.randn_like(p) * 0.3)
+        x32 = torch.randn(B, C, T, device="cuda")
+        for dt in dtypes:
+            x = x32.to(dt)
+            ref_ln = channel_layernorm_ref(x.float(), block.ln.weight, block.ln.bias)
+            got = channel_layernorm(x, block.ln.weight, block.ln.bias)
+            e, sc = (got.float() - ref_ln).abs().max().item(), max(1.0, ref_ln.abs().max().item())
+            row("channel_layernorm", (B, C, T), str(dt).split(".")[-1], f"{e:.2e}", f"{sc:.1f}", e <= tol[dt] * sc)
+            packed = pack_block_weights(block)
+            out1, mean, rstd = ldm_afm_stage1(x, packed)
+            ref1 = ldm_afm_stage1_ref(x.float(), block)
+            e, sc = (out1.float() - ref1).abs().max().item(), max(1.0, ref1.abs().max().item())
+            row(f"ldm_afm_stage1 ks={ks}", (B, C, T), str(dt).split(".")[-1], f"{e:.2e}", f"{sc:.1f}", e <= tol[dt] * sc)
+            mask = (torch.arange(T, device="cuda")[None] < torch.tensor([T] + [max(1, T // 2)] * (B - 1),
+                                                                        device="cuda")[:, None]).unsqueeze(1)
+            attn = torch.randn_like(out1)
+            y = afm_residual(x, out1, attn, mean, rstd, mask, packed, block.drop_path_out.scale)
+            ref2 = afm_residual_ref(x.float(), out1.float(), attn.float(), mask, block)
+            e, sc = (y.float() - ref2).abs().max().item(), max(1.0, ref2.abs().max().item())
+            row("afm_residual", (B, C, T), str(dt).split(".")[-1], f"{e:.2e}", f"{sc:.1f}", e <= tol[dt] * sc)
+
+
+def check_nms_golden() -> None:
+    from mse_rt.kernels.nms_gpu import batched_nms_gpu
+    from mse_rt.postprocess import batched_nms_native
+
+    section("GPU NMS vs C++ NMS (golden/nms.npz inputs)", ("cases", "mismatches", "ok"))
+    z = np.load(SHARED / "golden" / "nms.npz")
+    cases = sorted(k[:-7] for k in z.files if k.startswith("batched_") and k.endswith("_params"))
+    bad = []
+    for c in cases:
+        iou, ms, mx, soft, multi, sigma, vote = z[c + "_params"].tolist()
+        cfg = {"iou_threshold": iou, "min_score": ms, "max_seg_num": int(mx), "nms_method": "soft" if soft else "hard",
+               "multiclass_nms": bool(multi), "nms_sigma": sigma, "voting_thresh": vote}
+        s, p, lab = (torch.from_numpy(z[c + k]) for k in ("_segs", "_scores", "_labels"))
+        g = batched_nms_gpu([s.cuda()], [p.cuda()], [lab.cuda()], cfg)[0]
+        r = batched_nms_native(s, p, lab, iou, ms, int(mx), bool(soft), bool(multi), sigma, vote)
+        same_n = len(g[1]) == len(r[1])
+        if not same_n or (len(r[1]) and float((g[1].cpu().sort().values - r[1].sort().values).abs().max()) > 1e-5):
+            bad.append(c)
+    row(len(cases), ", ".join(bad) or "none", not bad)
+
+
+def check_backend_golden(precisions) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    import mse_rt
+
+    from golden_utils import golden_videos, match_detections
+
+    section("triton backend vs golden detections", ("config", "precision", "videos", "matched", "note"))
+    for name in ("thumos_small", "anet_small"):
+        for prec in precisions:
+            det = mse_rt.Detector.from_checkpoint(SHARED / "golden" / name / "config.yaml",
+                                                  SHARED / "golden" / name / "ckpt.pth.tar", backend="triton",
+                                                  device="cuda", backend_options={"precision": prec})
+            ok, note = 0, ""
+            vids = golden_videos(name)
+            for v in vids:
+                z = v["data"]
+                r = det.detect(z["feats"].T, fps=float(z["fps"]), duration=float(z["duration"]))
+                try:
+                    tol = (1e-5, 1e-3) if prec == "fp32" else (5e-3, 5e-2)
+                    match_detections(r.segments, r.scores, r.labels, z["det_segments_sec"], z["det_scores"],
+                                     z["det_labels"], v["video_id"], *tol)
+                    ok += 1
+                except AssertionError as exc:
+                    note = str(exc)[:120]
+            row(name, prec, len(vids), ok, note or ("golden tolerances" if prec == "fp32" else "score 5e-3, segment 5e-2"))
+
+
+def check_dense_thumos(precisions) -> None:
+    from mse_rt.runtime.backends.eager import EagerBackend
+    from mse_rt.runtime.backends.triton import TritonBackend
+
+    section("THUMOS-size dense outputs vs eager fp32 (B=2, T=2304)", ("backend", "cls_prob", "seg_start", "seg_end"))
+    cfg, model = thumos_model()
+    eager = EagerBackend(cfg, model.cuda(), "cuda")
+    x = torch.randn(2, 2048, 2304, device="cuda")
+    lengths = torch.tensor([2304, 1500])
+    ref = eager.infer(x, lengths)
+    for prec in precisions:
+        got = TritonBackend(cfg, model, "cuda", prec).infer(x, lengths)
+        errs = [float((got[k] - ref[k]).abs().max() / max(1.0, float(ref[k].abs().max()))) for k in ref]
+        row(f"triton {prec}", *(f"{e:.2e}" for e in errs))
+
+
+def bench_kernels() -> None:
+    from mse_rt.kernels.afm_residual import afm_residual
+    from mse_rt.kernels.channel_layernorm import channel_layernorm
+    from mse_rt.kernels.ldm_afm import ldm_afm_stage1, pack_block_weights
+    from mse_rt.model import MSEBlock
+
+    section("Kernel bandwidth (B=8, C=512, T=2304)", ("op", "dtype", "ms", "GB/s", "% of copy", "bytes model"))
+    n = 8 * 512 * 2304
+    for dt in (torch.float32, torch.float16):
+        src = torch.randn(n, device="cuda", dtype=dt)
+        dst = torch.empty_like(src)
+        ms = cuda_time(lambda: dst.copy_(src))
+        copy_bw = 2 * n * src.element_size() / ms / 1e6
+        row("device-to-device copy", str(dt).split(".")[-1], f"{ms:.3f}", f"{copy_bw:.0f}", "100", "read + write")
+        block = MSEBlock(512, 4, 1, 1, 5.0, 768, path_pdrop=0.1).eval().cuda().to(dt)
+        packed = pack_block_weights(block)
+        x = torch.randn(8, 512, 2304, device="cuda", dtype=dt)
+        es = x.element_size()
+        ms = cuda_time(lambda: channel_layernorm(x, block.ln.weight, block.ln.bias))
+        bw = 2 * n * es / ms / 1e6
+        row("channel_layernorm", str(dt).split(".")[-1], f"{ms:.3f}", f"{bw:.0f}", f"{100 * bw / copy_bw:.0f}", "1R + 1W")
+        ms = cuda_time(lambda: ldm_afm_stage1(x, packed))
+        bw = 3 * n * es / ms / 1e6
+        row("ldm_afm_stage1 (2 passes)", str(dt).split(".")[-1], f"{ms:.3f}", f"{bw:.0f}", f"{100 * bw / copy_bw:.0f}",
+            "2R + 1W")
+        out1, mean, rstd = ldm_afm_stage1(x, packed)
+        mask = torch.ones(8, 1, 2304, dtype=torch.bool, device="cuda")
+        attn = torch.randn_like(x)
+        ms = cuda_time(lambda: afm_residual(x, out1, attn, mean, rstd, mask, packed, block.drop_path_out.scale))
+        bw = 4 * n * es / ms / 1e6
+        row("afm_residual", str(dt).split(".")[-1], f"{ms:.3f}", f"{bw:.0f}", f"{100 * bw / copy_bw:.0f}", "3R + 1W")
+
+        def eager_chain():
+            with torch.no_grad():
+                out = block.ln(x)
+                dw = block.dynamic_weight
+                return dw[0] * block.fc(out) * torch.relu(block.global_fc(out.mean(-1, keepdim=True))) + \
+                    dw[1] * (block.convw(out) + block.convkw(out)) * block.psi(out) + dw[2] * out
+        ms_e = cuda_time(eager_chain)
+        row("eager LDM+AFM1 chain (for scale)", str(dt).split(".")[-1], f"{ms_e:.3f}", "", "", "~15 passes")
+
+
+def bench_end_to_end(quick: bool) -> None:
+    from mse_rt.runtime.backends.eager import EagerBackend
+    from mse_rt.runtime.backends.triton import TritonBackend
+
+    section("End to end forward + dense decode, THUMOS-size (thumos_i3d.yaml)",
+            ("backend", "B=1 T=2304 ms", "vs eager fp32", "B=8 videos/s", "vs eager fp32"))
+    cfg, model = thumos_model()
+    model = model.cuda()
+    variants = {"eager fp32": lambda: EagerBackend(cfg, model, "cuda")}
+    if not quick:
+        def compiled():
+            b = EagerBackend(cfg, model, "cuda")
+            b.graph = torch.compile(b.graph, dynamic=False)
+            return b
+        variants["eager + torch.compile"] = compiled
+    variants.update({
+        "triton fp32": lambda: TritonBackend(cfg, model, "cuda", "fp32"),
+        "triton fp16": lambda: TritonBackend(cfg, model, "cuda", "fp16"),
+        "triton bf16": lambda: TritonBackend(cfg, model, "cuda", "bf16"),
+        "triton fp16 + CUDA graph": lambda: TritonBackend(cfg, model, "cuda", "fp16", cuda_graph=True),
+    })
+    base = None
+    for name, make in variants.items():
+        def run(name=name, make=make):
+            nonlocal base
+            b = make()
+            x1, l1 = torch.randn(1, 2048, 2304, device="cuda"), torch.tensor([2304])
+            x8, l8 = torch.randn(8, 2048, 2304, device="cuda"), torch.full((8,), 2304)
+            t1 = cuda_time(lambda: b.infer(x1, l1), iters=10)
+            t8 = cuda_time(lambda: b.infer(x8, l8), iters=5)
+            if base is None:
+                base = (t1, t8)
+            row(name, f"{t1:.2f}", f"{base[0] / t1:.2f}x", f"{8000 / t8:.1f}", f"{base[1] / t8:.2f}x")
+        guarded(name, run)
+
+
+def bench_nms() -> None:
+    from mse_rt.kernels.nms_gpu import batched_nms_gpu
+    from mse_rt.postprocess import batched_nms_native
+
+    section("Batched NMS: 32 videos x 20 classes x 2000 candidates (soft-NMS, THUMOS test_cfg)",
+            ("impl", "ms", "speed-up vs C++"))
+    from mse_rt import load_config
+
+    t = load_config(SHARED / "configs" / "thumos_i3d.yaml")["test_cfg"]
+    rng = np.random.default_rng(0)
+    vids = []
+    for _ in range(32):
+        n = 20 * 2000
+        st = rng.uniform(0, 2304, n)
+        s = np.stack([st, st + rng.uniform(1, 100, n)], 1).astype(np.float32)
+        vids.append((torch.from_numpy(s), torch.from_numpy(rng.uniform(0, 1, n).astype(np.float32) ** 4),
+                     torch.from_numpy(np.repeat(np.arange(20), 2000))))
+    t0 = time.perf_counter()
+    for s, p, lab in vids:
+        batched_nms_native(s, p, lab, t["iou_threshold"], t["min_score"], t["max_seg_num"], True, True,
+                           t["nms_sigma"], t["voting_thresh"])
+    cpu_ms = (time.perf_counter() - t0) * 1e3
+    row("C++ CPU (one video at a time)", f"{cpu_ms:.1f}", "1.0x")
+    g = [(s.cuda(), p.cuda(), lab.cuda()) for s, p, lab in vids]
+    ms = cuda_time(lambda: batched_nms_gpu([a for a, _, _ in g], [b for _, b, _ in g], [c for _, _, c in g], t),
+                   iters=3, warmup=1)
+    row("Triton GPU (one launch)", f"{ms:.1f}", f"{cpu_ms / ms:.1f}x")
+
+
+def tensorrt_rows() -> None:
+    section("TensorRT", ("row", "result"))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        row("TensorRT", "skipped: the tensorrt package is not installed on this machine")
+        return
+    try:
+        from mse_rt.export import tensorrt as trt_export  # noqa: F401
+    except ImportError:
+        row("TensorRT", "skipped: mse_rt has no TensorRT builder yet (issue: TensorRT engines)")
+        return
+    trt_export.gpu_check_rows(row, SHARED)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
+    ap.add_argument("--quick", action="store_true", help="skip torch.compile and bf16")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU here; this script is for the device machine", file=sys.stderr)
+        return 2
+    import triton
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    ROWS.extend([f"# mse_rt GPU check: {torch.cuda.get_device_name()}", "",
+                 f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}; TF32 off."])
+    precisions = ["fp32", "fp16"] + ([] if args.quick else ["bf16"])
+    dtypes = [torch.float32, torch.float16] + ([] if args.quick else [torch.bfloat16])
+    for name, fn in [("kernels", lambda: check_kernels(dtypes)), ("nms golden", check_nms_golden),
+                     ("backend golden", lambda: check_backend_golden(precisions)),
+                     ("dense thumos", lambda: check_dense_thumos(precisions)), ("kernel bandwidth", bench_kernels),
+                     ("end to end", lambda: bench_end_to_end(args.quick)), ("nms bench", bench_nms),
+                     ("tensorrt", tensorrt_rows)]:
+        t0 = time.perf_counter()
+        guarded(name, fn)
+        print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.md").write_text("\n".join(ROWS) + "\n")
+    (out / "gpu_check.json").write_text(json.dumps({"rows": ROWS}))
+    print(f"\nwrote {out / 'gpu_check.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
