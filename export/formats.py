@@ -18,7 +18,8 @@ class ExportFormat:
 
 
 FORMATS: dict[str, ExportFormat] = {
-    "onnx": ExportFormat("onnx", ".onnx", False, "onnxruntime", ("opset", "dynamic", "batch", "max_len")),
+    "onnx": ExportFormat("onnx", ".onnx", False, "onnxruntime", ("opset", "dynamic", "batch", "max_len", "precision")),
+    "engine": ExportFormat("engine", ".engine", True, "tensorrt", ("fp16", "max_batch", "workspace", "timing_cache")),
 }
 
 # Opsets the exporter is tested with. 17 is the default: LayerNormalization-free graph, GroupNorm

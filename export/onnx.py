@@ -13,6 +13,7 @@ compared with eager PyTorch at two lengths (one beyond ``max_seq_len`` when the 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -100,14 +101,23 @@ def compare_outputs(got: list[np.ndarray], ref: list[np.ndarray], tol: float = V
     return errs
 
 
+# fp16 graph vs eager fp32: looser, it measures the precision cost rather than a bug
+VALIDATE_TOL_FP16 = 3e-2
+
+
 def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, dynamic: bool = True,
-                batch: int = 1, max_len: int | None = None, validate: bool = True) -> Path:
+                batch: int = 1, max_len: int | None = None, validate: bool = True, precision: str = "fp32") -> Path:
     """Export the detector graph to ONNX and validate it; returns the written path.
 
     ``opset``: one of ``SUPPORTED_OPSETS`` (default 17). ``dynamic``: batch and length axes
     dynamic (default); with ``dynamic=False`` the graph is fixed to (``batch``, ``max_len``).
-    ``max_len``: the example padded length (default ``max_seq_len``).
+    ``max_len``: the example padded length (default ``max_seq_len``). ``precision``: "fp32", or
+    "fp16" (weights and activations in half precision; inputs / outputs stay float32 and the
+    numerically sensitive parts, softmax, LayerNorm / GroupNorm statistics and decode, run in
+    float32 inside the graph: the input of TensorRT strongly typed fp16 engines).
     """
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
     onnx = _require_onnx()
     opset = DEFAULT_OPSET if opset is None else opset
     if opset not in SUPPORTED_OPSETS:
@@ -121,7 +131,8 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
     if pad_policy_length(T, cfg) != T:
         raise ExportError(f"max_len {T} is not a padded length the reference uses "
                           f"(next one: {pad_policy_length(T, cfg)})")
-    graph = DetectorGraph(model).eval()
+    ref_graph = DetectorGraph(model).eval()
+    graph = DetectorGraph(copy.deepcopy(model).half()).eval() if precision == "fp16" else ref_graph
     feats, lengths = _example(cfg, batch, T)
     dynamic_axes = None
     if dynamic:
@@ -153,7 +164,7 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
             "mse_rt.config": config_to_json(cfg),
             "mse_rt.inputs": json.dumps(INPUTS_DOC),
             "mse_rt.outputs": json.dumps(OUTPUTS_DOC),
-            "mse_rt.precision": "fp32",
+            "mse_rt.precision": precision,
             "mse_rt.dynamic": json.dumps(dynamic),
             "mse_rt.static_shape": json.dumps([batch, T]),
             "mse_rt.checkpoint_sha256": ckpt_sha or "",
@@ -164,8 +175,9 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
         proto.doc_string = "MSE-TAD detector graph exported by mse_rt " + __version__
         onnx.save(proto, str(tmp))
         if validate:
-            validate_onnx(tmp, graph, cfg, batch=batch if not dynamic else 2,
-                          lengths=validation_lengths(cfg, max_len) if dynamic else [T])
+            validate_onnx(tmp, ref_graph, cfg, batch=batch if not dynamic else 2,
+                          lengths=validation_lengths(cfg, max_len) if dynamic else [T],
+                          tol=VALIDATE_TOL if precision == "fp32" else VALIDATE_TOL_FP16)
         tmp.replace(path)
     finally:
         if tmp.exists():
@@ -175,8 +187,11 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
 
 
 def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int = 2,
-                  lengths: list[int] | None = None) -> dict[str, float]:
-    """checker + strict shape inference + ONNX Runtime vs eager at each padded length; returns errors."""
+                  lengths: list[int] | None = None, tol: float = VALIDATE_TOL) -> dict[str, float]:
+    """checker + strict shape inference + ONNX Runtime vs eager at each padded length; returns errors.
+
+    When ONNX Runtime's CPU provider lacks a kernel the graph needs (fp16 graphs), the run is
+    skipped with a log line and an empty dict is returned."""
     onnx = _require_onnx()
     t0 = time.perf_counter()
     try:
@@ -189,7 +204,14 @@ def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int 
     except ImportError as exc:
         raise ExportError("validating the export needs onnxruntime: pip install 'mse-rt[onnx]' "
                           "(or pass validate=False)") from exc
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "NOT_IMPLEMENTED" in str(exc) or "Could not find an implementation" in str(exc):
+            log.warning("ONNX Runtime (CPU) has no kernel for part of %s (%s); validated by checker and shape "
+                        "inference only", path, str(exc).splitlines()[0][:160])
+            return {}
+        raise ExportError(f"ONNX Runtime cannot load the exported graph: {exc}") from exc
     worst: dict[str, float] = {}
     for T in lengths or [cfg["model"]["max_seq_len"]]:
         feats, lens = _example(cfg, batch, T, seed=T)
@@ -199,10 +221,10 @@ def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int 
         errs = compare_outputs(got, ref)
         for k, v in errs.items():
             worst[k] = max(worst.get(k, 0.0), v)
-        bad = {k: v for k, v in errs.items() if v > VALIDATE_TOL}
+        bad = {k: v for k, v in errs.items() if v > tol}
         if bad:
             raise ExportError(f"ONNX Runtime disagrees with eager at (B={batch}, T={T}): " +
-                              ", ".join(f"{k} rel err {v:.2e} > {VALIDATE_TOL:.0e}" for k, v in bad.items()))
+                              ", ".join(f"{k} rel err {v:.2e} > {tol:.0e}" for k, v in bad.items()))
     log.info("validated in %.1f s: checker, shape inference, ONNX Runtime vs eager at T=%s, max rel err %s",
              time.perf_counter() - t0, lengths, {k: f"{v:.1e}" for k, v in worst.items()})
     return worst

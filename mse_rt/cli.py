@@ -52,11 +52,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx, get_format
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    get_format(args.format)
-    out = export_onnx((args.config, args.ckpt), args.output, opset=args.opset, dynamic=not args.static,
-                      batch=args.batch, max_len=args.max_len)
+    fmt = get_format(args.format)
+    if fmt.name == "onnx":
+        out = export_onnx((args.config, args.ckpt), args.output, opset=args.opset, dynamic=not args.static,
+                          batch=args.batch, max_len=args.max_len, precision=args.precision)
+    else:
+        import tempfile
+
+        from .export import build_engine
+
+        fp16 = args.precision == "fp16"
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = export_onnx((args.config, args.ckpt), Path(tmp) / "model.onnx", opset=args.opset,
+                                    precision=args.precision)
+            out = build_engine(onnx_path, args.output, fp16=fp16, max_batch=args.max_batch)
     print(f"exported {out}")
     return 0
+
+
+def _cmd_check_onnx(args: argparse.Namespace) -> int:
+    from .export import check_onnx_for_tensorrt
+
+    ok = True
+    for path in args.models:
+        report = check_onnx_for_tensorrt(path)
+        print(report.summary())
+        ok &= report.ok
+    return 0 if ok else 1
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -130,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="detect actions in feature files (.npy, (T, C) time-first)")
     d.add_argument("--config", help="reference YAML config")
     d.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
-    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx)")
+    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .engine)")
     d.add_argument("--fps", type=float, default=None, help="video frame rate (default: dataset.default_fps)")
     d.add_argument("--backend", default="eager")
     d.add_argument("--device", default="cpu")
@@ -145,13 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a checkpoint to a deployable format")
     e.add_argument("--config", required=True)
     e.add_argument("--ckpt", required=True)
-    e.add_argument("--format", default="onnx", help="onnx")
+    e.add_argument("--format", default="onnx", help="onnx | engine (TensorRT, needs a GPU and tensorrt)")
+    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="graph precision (fp16: half network, float32 I/O, softmax / norms / decode in float32)")
+    e.add_argument("--max-batch", type=int, default=8, help="engine profile: largest batch")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     e.add_argument("--static", action="store_true", help="fixed (batch, max-len) instead of dynamic axes")
     e.add_argument("--batch", type=int, default=1, help="example / static batch size")
     e.add_argument("--max-len", type=int, default=None, help="example / static padded length")
     e.add_argument("-o", "--output", required=True)
     e.set_defaults(fn=_cmd_export)
+
+    k = sub.add_parser("check-onnx", help="static TensorRT 10 compatibility check of ONNX graphs (no GPU needed)")
+    k.add_argument("models", nargs="+")
+    k.set_defaults(fn=_cmd_check_onnx)
 
     v = sub.add_parser("eval", help="ActivityNet detection mAP of a results JSON")
     v.add_argument("--gt", required=True, help="ground truth, ActivityNet JSON ('database')")

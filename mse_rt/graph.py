@@ -56,7 +56,11 @@ class DetectorGraph(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
         T = feats.shape[-1]
         mask = (torch.arange(T, device=feats.device)[None, :] < lengths[:, None]).unsqueeze(1)
-        return self.dense_outputs(self.model(feats, mask))
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(feats.to(dtype), mask)
+        if dtype != torch.float32:  # reduced-precision network; decode in float32
+            out = {k: [t.float() if t.is_floating_point() else t for t in v] for k, v in out.items()}
+        return self.dense_outputs(out)
 
     def dense_outputs(self, out: dict):
         """Per-level head outputs (dict of :class:`MSETAD`) -> (cls_prob, seg_start, seg_end) (B, P, K)."""

@@ -71,10 +71,12 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tracing():
             # channel means as (1, C) @ (B, C, T) GEMMs: ONNX Runtime's ReduceMean over a strided
-            # axis is the slow part of this op on CPU
-            avg = torch.full((1, x.shape[1]), 1.0 / x.shape[1], dtype=x.dtype, device=x.device)
-            res = x - torch.matmul(avg, x)
-            return res * torch.rsqrt(torch.matmul(avg, res * res) + self.eps) * self.weight + self.bias
+            # axis is the slow part of this op on CPU. Statistics in float32 for fp16 graphs.
+            xf = x.float()
+            avg = torch.full((1, x.shape[1]), 1.0 / x.shape[1], dtype=torch.float32, device=x.device)
+            res = xf - torch.matmul(avg, xf)
+            y = res * torch.rsqrt(torch.matmul(avg, res * res) + self.eps) * self.weight.float() + self.bias.float()
+            return y.to(x.dtype)
         mu = x.mean(dim=1, keepdim=True)
         res = x - mu
         var = (res * res).mean(dim=1, keepdim=True)
@@ -139,9 +141,10 @@ class MaskedMHCA(nn.Module):
         # the reference's extra ``v * mask`` changes nothing and is skipped.
         if tracing():
             # explicit softmax attention with a finite additive key mask (export-friendly)
-            bias = (~mask[:, :, None, :]).to(q.dtype) * MASK_NEG
-            att = torch.softmax(q @ k.transpose(-2, -1) * (1.0 / math.sqrt(self.n_channels)) + bias, dim=-1)
-            out = att @ v
+            # (softmax in float32, also in fp16 graphs)
+            bias = (~mask[:, :, None, :]).to(torch.float32) * MASK_NEG
+            scores = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.n_channels)) + bias
+            out = torch.softmax(scores, dim=-1).to(v.dtype) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :])
         out = out.transpose(2, 3).reshape(B, C, T)
@@ -199,7 +202,12 @@ class MSEBlock(nn.Module):
         attn, _ = self.attn(self.ln(out1), mask)
         y = dw[3] * out1 + dw[4] * out + dw[5] * attn
         y = x * mask.to(x.dtype) + self.drop_path_out(y)
-        y = y + self.drop_path_mlp(self.mlp(self.gn(y)))
+        if y.dtype == torch.float32:
+            normed = self.gn(y)
+        else:  # reduced-precision graphs keep GroupNorm statistics in float32
+            normed = F.group_norm(y.float(), self.gn.num_groups, self.gn.weight.float(), self.gn.bias.float(),
+                                  self.gn.eps).to(y.dtype)
+        y = y + self.drop_path_mlp(self.mlp(normed))
         return y, mask
 
 

@@ -30,7 +30,7 @@ from ..model import build_model
 from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
 from ..results import DetectionResult
-from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, triton_backend
+from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, tensorrt_backend, triton_backend
 
 FeatureArray = "np.ndarray | torch.Tensor"
 
@@ -56,7 +56,7 @@ class Detector:
 
     def __init__(self, cfg: dict, backend: Backend, nms_impl: str = "auto", max_batch: int = 8) -> None:
         if nms_impl == "auto":
-            nms_impl = "gpu" if backend.name == "triton" else "native"
+            nms_impl = "gpu" if backend.name in ("triton", "tensorrt") else "native"
         if nms_impl not in ("native", "torch", "gpu"):
             raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'auto', 'native', 'torch' or 'gpu'")
         if max_batch < 1:
@@ -92,12 +92,25 @@ class Detector:
         key = hashlib.sha256(
             f"{file_sha256(ckpt_path)}|{config_to_json(cfg)}|{_version()}".encode()).hexdigest()[:24]
         cache = Path(cache_dir or os.environ.get("MSE_RT_CACHE", Path.home() / ".cache" / "mse_rt"))
+        opts = dict(backend_options or {})
+        if backend == "tensorrt":  # pragma: no cover - needs TensorRT and a GPU
+            from ..export import build_engine, export_onnx
+            from ..export.tensorrt import gpu_identity
+
+            fp16 = opts.pop("fp16", True)
+            tag = hashlib.sha256(f"{key}|{fp16}|{gpu_identity()}".encode()).hexdigest()[:24]
+            engine = cache / "engines" / f"{tag}.engine"
+            if not engine.is_file():
+                onnx_path = export_onnx(model, cache / "onnx" / f"{key}_{'fp16' if fp16 else 'fp32'}.onnx",
+                                        precision="fp16" if fp16 else "fp32")
+                build_engine(onnx_path, engine, fp16=fp16, max_batch=opts.pop("max_batch", 8))
+            return cls.from_engine(engine, **opts, **kwargs)
         onnx_path = cache / "onnx" / f"{key}.onnx"
         if not onnx_path.is_file():
             from ..export import export_onnx
 
             export_onnx(model, onnx_path)
-        return cls.from_onnx(onnx_path, **(backend_options or {}), **kwargs)
+        return cls.from_onnx(onnx_path, **opts, **kwargs)
 
     @classmethod
     def from_onnx(cls, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
@@ -108,12 +121,20 @@ class Detector:
         return cls(backend.cfg, backend, **kwargs)
 
     @classmethod
+    def from_engine(cls, path: str | Path, cuda_graph: bool = False, **kwargs) -> Detector:
+        """Run an mse_rt TensorRT engine file; the config comes from its header."""
+        backend = tensorrt_backend(path, cuda_graph=cuda_graph)
+        return cls(backend.cfg, backend, **kwargs)
+
+    @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> Detector:
-        """A Detector for a deployable model file, chosen by its suffix (``.onnx``)."""
+        """A Detector for a deployable model file, chosen by its suffix (``.onnx``, ``.engine``)."""
         suffix = Path(path).suffix
         if suffix == ".onnx":
             return cls.from_onnx(path, **kwargs)
-        raise BackendError(f"cannot tell the model format of {path}: expected a .onnx file")
+        if suffix == ".engine":
+            return cls.from_engine(path, **kwargs)
+        raise BackendError(f"cannot tell the model format of {path}: expected a .onnx or .engine file")
 
     @classmethod
     def from_model(cls, cfg: dict, model: torch.nn.Module, device: str = "cpu", **kwargs) -> Detector:

@@ -6,7 +6,7 @@ Heavy optional packages are imported inside the backend that needs them.
 from .base import Backend
 from .eager import EagerBackend
 
-BACKENDS = ("eager", "onnxruntime", "triton")
+BACKENDS = ("eager", "onnxruntime", "triton", "tensorrt")
 
 def onnxruntime_backend(*args, **kwargs):
     """Build an :class:`OnnxRuntimeBackend` (imported lazily: onnxruntime is optional)."""
@@ -20,6 +20,13 @@ def triton_backend(*args, **kwargs):
     from .triton import TritonBackend
 
     return TritonBackend(*args, **kwargs)
+
+
+def tensorrt_backend(*args, **kwargs):
+    """Build a :class:`TensorRTBackend` (imported lazily: tensorrt is optional)."""
+    from .tensorrt import TensorRTBackend
+
+    return TensorRTBackend(*args, **kwargs)
 
 
 __all__ = ["BACKENDS", "Backend", "EagerBackend"]

@@ -1,0 +1,272 @@
+"""TensorRT engines from the mse_rt ONNX graph, and the engine file format.
+
+    from mse_rt.export import build_engine
+    build_engine("model_fp16.onnx", "model.engine", fp16=True)       # or: mse-rt export --format engine
+
+Written for TensorRT 10 and 11 with the named-tensor API only (no bindings, no implicit batch):
+``build_serialized_network`` to build, ``set_input_shape`` / ``set_tensor_address`` /
+``execute_async_v3`` to run. fp16: TensorRT 11 removed the weak-typing FP16 builder flag, so an
+fp16 engine is a *strongly typed* network built from the fp16 ONNX graph
+(``export_onnx(..., precision="fp16")``: half weights and activations, float32 inputs / outputs,
+float32 softmax, normalisation statistics and decode). TensorRT 10 builds the same way when the
+graph is fp16, and falls back to the FP16 builder flag for an fp32 graph.
+
+Engine file (little-endian)::
+
+    8 bytes   magic b"MSERTENG"
+    u32       format version (1)
+    u64       N, then N bytes of UTF-8 JSON metadata: config, profiles, precision, TensorRT
+              version, GPU name and compute capability, ONNX sha256, mse_rt version, I/O names
+    u64       M, then M bytes: the serialized TensorRT plan
+    32 bytes  sha256 of the plan
+
+so ``Detector.from_engine(path)`` needs nothing else, and a plan built by another TensorRT
+version or for another GPU is refused with a message that says to rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+import time
+from pathlib import Path
+
+from mse_rt import __version__
+from mse_rt.config import max_div_factor
+from mse_rt.errors import BackendError, ExportError
+from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES
+from mse_rt.preprocess import max_video_length
+
+log = logging.getLogger("mse_rt.export")
+
+ENGINE_MAGIC = b"MSERTENG"
+ENGINE_FORMAT_VERSION = 1
+_HEAD = struct.Struct("<8sIQ")
+
+
+def write_engine_file(path: str | Path, plan: bytes, meta: dict) -> Path:
+    """Write header + metadata + plan + checksum (see the module docstring)."""
+    path = Path(path)
+    blob = json.dumps(meta, sort_keys=True).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(_HEAD.pack(ENGINE_MAGIC, ENGINE_FORMAT_VERSION, len(blob)))
+        f.write(blob)
+        f.write(struct.pack("<Q", len(plan)))
+        f.write(plan)
+        f.write(hashlib.sha256(plan).digest())
+    return path
+
+
+def read_engine_file(path: str | Path) -> tuple[dict, bytes]:
+    """(metadata, plan) of an mse_rt engine file; BackendError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"engine file not found: {path}")
+    data = path.read_bytes()
+    if len(data) < _HEAD.size or data[:8] != ENGINE_MAGIC:
+        raise BackendError(f"{path} is not an mse_rt engine file (no {ENGINE_MAGIC!r} header); build one with "
+                           "`mse-rt export --format engine`")
+    magic, version, n = _HEAD.unpack_from(data, 0)
+    if version != ENGINE_FORMAT_VERSION:
+        raise BackendError(f"{path}: engine file format {version}, this mse_rt reads {ENGINE_FORMAT_VERSION}; rebuild it")
+    pos = _HEAD.size
+    if len(data) < pos + n + 8:
+        raise BackendError(f"{path}: truncated engine file (metadata)")
+    try:
+        meta = json.loads(data[pos:pos + n])
+    except ValueError as exc:
+        raise BackendError(f"{path}: corrupt engine metadata: {exc}") from exc
+    pos += n
+    (m,) = struct.unpack_from("<Q", data, pos)
+    pos += 8
+    if len(data) != pos + m + 32:
+        raise BackendError(f"{path}: truncated or padded engine file (plan of {m} bytes expected)")
+    plan = data[pos:pos + m]
+    if hashlib.sha256(plan).digest() != data[pos + m:]:
+        raise BackendError(f"{path}: engine plan checksum mismatch (corrupt file)")
+    return meta, plan
+
+
+def engine_profiles(cfg: dict, max_batch: int = 8) -> dict[str, dict[str, list[int]]]:
+    """Optimisation profile of an engine for this config: shapes of ``feats`` (B, C_in, T) and
+    ``lengths`` (B,). T runs from the top pyramid stride (the shortest length the network is
+    defined for; the reference pads every video to at least max_seq_len anyway) to
+    max_seq_len * max_buffer_len_factor, optimised at max_seq_len; B from 1 to ``max_batch``,
+    optimised at 1."""
+    if max_batch < 1:
+        raise ExportError(f"max_batch must be >= 1, got {max_batch}")
+    m = cfg["model"]
+    c = m["input_dim"]
+    t_min = m["scale_factor"] ** m["backbone_arch"][2]
+    t_max = max(max_video_length(cfg), m["max_seq_len"])
+    t_max = (t_max + max_div_factor(cfg) - 1) // max_div_factor(cfg) * max_div_factor(cfg) \
+        if t_max > m["max_seq_len"] else t_max
+    return {
+        "feats": {"min": [1, c, t_min], "opt": [1, c, m["max_seq_len"]], "max": [max_batch, c, t_max]},
+        "lengths": {"min": [1], "opt": [1], "max": [max_batch]},
+    }
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendError("TensorRT is not installed: pip install tensorrt (needs an NVIDIA GPU and driver)") from exc
+    return trt
+
+
+def gpu_identity() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendError("TensorRT engines need a CUDA GPU; none is available here")
+    return {"gpu": torch.cuda.get_device_name(), "compute_capability": list(torch.cuda.get_device_capability())}
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool = True, max_batch: int = 8,
+                 min_shape=None, opt_shape=None, max_shape=None, workspace: int = 4 << 30,
+                 timing_cache: str | Path | None = None) -> Path:  # pragma: no cover - needs TensorRT + GPU
+    """Build a TensorRT engine from an mse_rt ONNX graph and write the engine file.
+
+    Shapes of ``feats`` default to :func:`engine_profiles` (``lengths`` follows the batch range).
+    ``workspace`` bytes; ``timing_cache`` path read if present and written after the build.
+    Parser errors are listed one by one in the ExportError.
+    """
+    trt = import_tensorrt()
+    from .onnx import read_onnx_metadata
+
+    onnx_path = Path(onnx_path)
+    meta_onnx = read_onnx_metadata(onnx_path)
+    if "mse_rt.config" not in meta_onnx:
+        raise ExportError(f"{onnx_path} is not an mse_rt ONNX graph (no metadata); export it with mse-rt export")
+    from mse_rt.config import config_from_json
+
+    cfg = config_from_json(meta_onnx["mse_rt.config"])
+    graph_precision = meta_onnx.get("mse_rt.precision", "fp32")
+    major = int(trt.__version__.split(".")[0])
+    strongly_typed = graph_precision == "fp16"
+    if fp16 and not strongly_typed and major >= 11:
+        raise ExportError("TensorRT 11 builds fp16 engines only from an fp16 graph: export with precision='fp16' "
+                          "(mse-rt export --format onnx --precision fp16)")
+    if not fp16 and strongly_typed:
+        raise ExportError(f"{onnx_path} is an fp16 graph; build it with fp16=True or export an fp32 graph")
+    profiles = engine_profiles(cfg, max_batch)
+    fmin, fopt, fmax = (min_shape or profiles["feats"]["min"], opt_shape or profiles["feats"]["opt"],
+                        max_shape or profiles["feats"]["max"])
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    t0 = time.perf_counter()
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [f"  {i}: {parser.get_error(i).desc()} (node {parser.get_error(i).node()})"
+                  for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT cannot parse {onnx_path}:\n" + "\n".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if fp16 and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("feats", fmin, fopt, fmax)
+    profile.set_shape("lengths", [fmin[0]], [fopt[0]], [fmax[0]])
+    config.add_optimization_profile(profile)
+    cache = None
+    if timing_cache is not None:
+        raw = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        cache = config.create_timing_cache(raw)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    if cache is not None:
+        Path(timing_cache).write_bytes(memoryview(cache.serialize()))
+    meta = {
+        "format": "mse_rt.engine/1", "mse_rt_version": __version__, "tensorrt_version": trt.__version__,
+        "config": json.loads(meta_onnx["mse_rt.config"]), "precision": "fp16" if fp16 else "fp32",
+        "strongly_typed": strongly_typed, "profiles": {"feats": {"min": list(fmin), "opt": list(fopt),
+                                                                  "max": list(fmax)}},
+        "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),
+        "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), **gpu_identity(),
+    }
+    out = write_engine_file(engine_path, bytes(plan), meta)
+    log.info("built %s in %.1f s (%s, TensorRT %s, %.1f MB)", out, time.perf_counter() - t0, meta["precision"],
+             trt.__version__, out.stat().st_size / 1e6)
+    return out
+
+
+def check_engine_compatible(meta: dict, path: str | Path = "engine") -> None:
+    """Refuse an engine built by another TensorRT version or for another GPU (say to rebuild)."""
+    trt = import_tensorrt()
+    if meta.get("tensorrt_version") != trt.__version__:
+        raise BackendError(f"{path} was built with TensorRT {meta.get('tensorrt_version')}, this machine has "
+                           f"{trt.__version__}: rebuild it (mse-rt export --format engine)")
+    here = gpu_identity()
+    if meta.get("gpu") != here["gpu"]:
+        raise BackendError(f"{path} was built for {meta.get('gpu')}, this GPU is {here['gpu']}: rebuild it")
+
+
+def tensorrt_ep_providers(fp16: bool = True, cache_dir: str | Path | None = None, device_id: int = 0) -> list:
+    """ONNX Runtime providers using its TensorRT execution provider, falling back to CUDA, then CPU
+    (needs onnxruntime-gpu built with TensorRT): pass to ``Detector.from_onnx(path, providers=...)``."""
+    trt_opts = {"device_id": device_id, "trt_fp16_enable": bool(fp16)}
+    if cache_dir is not None:
+        trt_opts.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                         "trt_timing_cache_enable": True})
+    return [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", {"device_id": device_id}),
+            "CPUExecutionProvider"]
+
+
+def gpu_check_rows(row, shared: Path) -> None:  # pragma: no cover - GPU + TensorRT only
+    """TensorRT rows of benchmarks/gpu_check.py: build time, latency B=1 / throughput B=8 at T=2304
+    for fp32 and fp16, and detections vs eager on the golden videos."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    import mse_rt
+    from mse_rt import build_model, load_config
+
+    from .onnx import export_onnx
+
+    torch.manual_seed(0)
+    cfg = load_config(shared / "configs" / "thumos_i3d.yaml")
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.02)
+    with tempfile.TemporaryDirectory() as tmp:
+        eager = mse_rt.Detector.from_model(cfg, model.cuda(), device="cuda")
+        for prec in ("fp32", "fp16"):
+            onnx_path = export_onnx(model.cpu(), Path(tmp) / f"m_{prec}.onnx", precision=prec, validate=False)
+            t0 = time.perf_counter()
+            eng = build_engine(onnx_path, Path(tmp) / f"m_{prec}.engine", fp16=prec == "fp16")
+            t_build = time.perf_counter() - t0
+            det = mse_rt.Detector.from_engine(eng)
+            for B in (1, 8):
+                x = torch.randn(B, 2048, 2304, device="cuda")
+                lengths = torch.full((B,), 2304)
+                for _ in range(3):
+                    det.backend.infer(x, lengths)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    det.backend.infer(x, lengths)
+                torch.cuda.synchronize()
+                ms = (time.perf_counter() - t0) / 10 * 1e3
+                ref = eager.backend.infer(x, lengths)
+                got = det.backend.infer(x, lengths)
+                err = float((got["cls_prob"] - ref["cls_prob"]).abs().max())
+                row(f"TensorRT {prec} B={B}", f"build {t_build:.0f} s, {ms:.2f} ms/batch, {B * 1000 / ms:.1f} videos/s, "
+                    f"cls_prob max err vs eager {err:.2e}")
+            x = np.random.default_rng(0).standard_normal((2304, 2048)).astype(np.float32)
+            a, b = eager.detect(x, fps=30.0), det.detect(x, fps=30.0)
+            row(f"TensorRT {prec} detections", f"{len(b)} vs eager {len(a)}, top score diff "
+                f"{abs(float(a.scores[0]) - float(b.scores[0])) if len(a) and len(b) else float('nan'):.2e}")
