@@ -25,6 +25,8 @@ DEMO_CKPT = DEMO / "ckpt.pth.tar"
 
 def available_backends() -> dict[str, str]:
     """Backends this machine can run, each with a reason when it cannot: {name: '' | why not}."""
+    import torch
+
     out = {"eager": ""}
     try:
         import onnxruntime  # noqa: F401
@@ -32,6 +34,19 @@ def available_backends() -> dict[str, str]:
         out["onnxruntime"] = ""
     except ImportError:
         out["onnxruntime"] = "onnxruntime not installed (pip install 'mse-rt[onnx]')"
+    gpu = torch.cuda.is_available()
+    try:
+        import triton  # noqa: F401
+
+        out["triton"] = "" if gpu else "needs a CUDA GPU"
+    except ImportError:
+        out["triton"] = "triton not installed (pip install 'mse-rt[triton]')"
+    try:
+        import tensorrt  # noqa: F401
+
+        out["tensorrt"] = "" if gpu else "needs a CUDA GPU"
+    except ImportError:
+        out["tensorrt"] = "tensorrt not installed (GPU machines: pip install tensorrt)"
     return out
 
 
@@ -44,6 +59,8 @@ def _detectors(tmp: Path) -> dict:
             continue
         if name == "eager":
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT)
+        elif name in ("triton", "tensorrt"):
+            dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, device="cuda", cache_dir=tmp)
         else:
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, cache_dir=tmp)
     return dets
