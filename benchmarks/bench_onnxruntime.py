@@ -72,16 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker:
         worker(args)
         return {}
-    from mse_rt import build_model, load_config
+    from mse_rt import load_config
     from mse_rt.export import export_onnx
+    from mse_rt.model import build_random_model
 
-    torch.manual_seed(0)
     cfg = load_config(args.config)
-    model = build_model(cfg)
-    with torch.no_grad():  # random weights that give a realistic number of candidates
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.02)
+    model = build_random_model(cfg)  # random weights that give a realistic number of candidates
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(model.state_dict(), Path(tmp) / "weights.pt")

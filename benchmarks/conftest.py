@@ -13,18 +13,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(scope="session")
 def thumos_candidates():
     """Decode inputs and pre-NMS candidates of a THUMOS-size model (random weights), T = 2304."""
-    from mse_rt import build_model, load_config
+    from mse_rt import load_config
     from mse_rt.config import fpn_strides
     from mse_rt.decode import decode_dense
     from mse_rt.graph import DetectorGraph, level_lengths
+    from mse_rt.model import build_random_model
 
-    torch.manual_seed(0)
     cfg = load_config(SHARED / "configs" / "thumos_i3d.yaml")
-    model = build_model(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.02)
+    model = build_random_model(cfg)
     with torch.inference_mode():
         dense = DetectorGraph(model).eval()(torch.randn(1, 2048, 2304), torch.tensor([2304]))
     sizes = level_lengths(2304, fpn_strides(cfg))

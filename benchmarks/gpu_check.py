@@ -73,16 +73,11 @@ def guarded(name: str, fn) -> None:
 
 
 def thumos_model():
-    from mse_rt import build_model, load_config
+    from mse_rt import load_config
+    from mse_rt.model import build_random_model
 
-    torch.manual_seed(0)
     cfg = load_config(SHARED / "configs" / "thumos_i3d.yaml")
-    model = build_model(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.02)
-    return cfg, model
+    return cfg, build_random_model(cfg)
 
 
 def check_kernels(dtypes) -> None:

@@ -47,21 +47,16 @@ def table_from_pytest_benchmark(path: Path) -> str:
 
 
 def _detectors(config: Path, ckpt: Path | None, tmp: Path) -> dict:
-    from mse_rt import Detector, build_model, load_config
+    from mse_rt import Detector, load_config
     from mse_rt.demo import available_backends
+    from mse_rt.model import build_random_model
 
     cfg = load_config(config)
-    model = build_model(cfg)
+    model = build_random_model(cfg)
     if ckpt is not None:
         from mse_rt import load_checkpoint
 
         load_checkpoint(model, ckpt)
-    else:
-        torch.manual_seed(0)
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.dim() > 1:
-                    p.normal_(0, 0.02)
     dets = {"eager": Detector.from_model(cfg, model)}
     if not available_backends().get("onnxruntime"):
         from mse_rt.export import export_onnx

@@ -20,6 +20,27 @@ from ._common import block_size, check_tensor
 
 
 @triton.jit
+def channel_mean_rstd(x_ptr, base, C, t, tmask, sxc, sxt, eps, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Per-step mean and 1/sqrt(var + eps) over C of the (C, BLOCK_T) slab at x_ptr + base, in
+    float32, two passes over C (the second centred, for accuracy). Shared by the LN kernels."""
+    acc = tl.zeros((BLOCK_T,), dtype=tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        m = (c[:, None] < C) & tmask[None, :]
+        acc += tl.sum(tl.load(x_ptr + base + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32),
+                      axis=0)
+    mean = acc / C
+    acc2 = tl.zeros((BLOCK_T,), dtype=tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        m = (c[:, None] < C) & tmask[None, :]
+        x = tl.load(x_ptr + base + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
+        d = tl.where(m, x - mean[None, :], 0.0)
+        acc2 += tl.sum(d * d, axis=0)
+    return mean, 1.0 / tl.sqrt(acc2 / C + eps)
+
+
+@triton.jit
 def _channel_layernorm_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     C, T,
@@ -31,21 +52,7 @@ def _channel_layernorm_kernel(
     pid_t = tl.program_id(1)
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     tmask = t < T
-    acc = tl.zeros((BLOCK_T,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        m = (c[:, None] < C) & tmask[None, :]
-        x = tl.load(x_ptr + pid_b * sxb + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
-        acc += tl.sum(x, axis=0)
-    mean = acc / C
-    acc2 = tl.zeros((BLOCK_T,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        m = (c[:, None] < C) & tmask[None, :]
-        x = tl.load(x_ptr + pid_b * sxb + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
-        d = tl.where(m, x - mean[None, :], 0.0)
-        acc2 += tl.sum(d * d, axis=0)
-    rstd = 1.0 / tl.sqrt(acc2 / C + eps)
+    mean, rstd = channel_mean_rstd(x_ptr, pid_b * sxb, C, t, tmask, sxc, sxt, eps, BLOCK_C, BLOCK_T)
     for c0 in range(0, C, BLOCK_C):
         c = c0 + tl.arange(0, BLOCK_C)
         cmask = c < C

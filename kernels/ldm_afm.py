@@ -27,6 +27,7 @@ import triton.language as tl
 from mse_rt.errors import InputError
 
 from ._common import block_size, check_tensor
+from .channel_layernorm import channel_mean_rstd
 
 
 @triton.jit
@@ -41,21 +42,7 @@ def _ln_stats_kernel(
     pid_t = tl.program_id(1)
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     tmask = t < T
-    acc = tl.zeros((BLOCK_T,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        m = (c[:, None] < C) & tmask[None, :]
-        x = tl.load(x_ptr + pid_b * sxb + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
-        acc += tl.sum(x, axis=0)
-    mean = acc / C
-    acc2 = tl.zeros((BLOCK_T,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        m = (c[:, None] < C) & tmask[None, :]
-        x = tl.load(x_ptr + pid_b * sxb + c[:, None] * sxc + t[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
-        d = tl.where(m, x - mean[None, :], 0.0)
-        acc2 += tl.sum(d * d, axis=0)
-    rstd = 1.0 / tl.sqrt(acc2 / C + eps)
+    mean, rstd = channel_mean_rstd(x_ptr, pid_b * sxb, C, t, tmask, sxc, sxt, eps, BLOCK_C, BLOCK_T)
     tl.store(mean_ptr + pid_b * T + t, mean, mask=tmask)
     tl.store(rstd_ptr + pid_b * T + t, rstd, mask=tmask)
     for c0 in range(0, C, BLOCK_C):

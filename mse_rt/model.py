@@ -446,3 +446,15 @@ class MSETAD(nn.Module):
 def build_model(cfg: dict) -> MSETAD:
     """Build MSE-TAD from a config dict (see :func:`mse_rt.load_config`), in eval mode, float32."""
     return MSETAD(cfg).eval()
+
+
+def build_random_model(cfg: dict, seed: int = 0, std: float = 0.02) -> MSETAD:
+    """A model of this config with random N(0, std) conv / linear weights (benchmarks, exports of
+    the published configs): realistic numbers of candidates without a checkpoint."""
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, std)
+    return model

@@ -15,7 +15,7 @@ import torch
 from ...config import finalize_config
 from ...errors import BackendError, InputError
 from ...graph import OUTPUT_NAMES
-from .base import Backend
+from .base import Backend, CudaGraphCache
 
 
 class TensorRTBackend(Backend):  # pragma: no cover - needs TensorRT and a GPU
@@ -41,8 +41,7 @@ class TensorRTBackend(Backend):  # pragma: no cover - needs TensorRT and a GPU
         to_torch = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
                     trt.int64: torch.int64, trt.bool: torch.bool}
         self.dtypes = {n: to_torch[self.engine.get_tensor_dtype(n)] for n in ("feats", "lengths", *OUTPUT_NAMES)}
-        self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, int], tuple] = {}
+        self._graphs = CudaGraphCache() if cuda_graph else None
         self.path = Path(path)
 
     def check_inputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> None:
@@ -71,21 +70,5 @@ class TensorRTBackend(Backend):  # pragma: no cover - needs TensorRT and a GPU
     def _infer_impl(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:
         feats = feats.to("cuda", self.dtypes["feats"]).contiguous()
         lengths = lengths.to("cuda", self.dtypes["lengths"]).contiguous()
-        if not self.cuda_graph:
-            outs = self._run(feats, lengths)
-        else:
-            key = (feats.shape[0], feats.shape[2])
-            if key not in self._graphs:
-                sx, sl = feats.clone(), lengths.clone()
-                self._run(sx, sl)  # settle shapes before capture
-                torch.cuda.synchronize()
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
-                    so = self._run(sx, sl)
-                self._graphs[key] = (g, sx, sl, so)
-            g, sx, sl, so = self._graphs[key]
-            sx.copy_(feats)
-            sl.copy_(lengths)
-            g.replay()
-            outs = tuple(t.clone() for t in so)
+        outs = self._run(feats, lengths) if self._graphs is None else self._graphs.run(self._run, feats, lengths)
         return {n: t.float() for n, t in zip(OUTPUT_NAMES, outs)}

@@ -25,7 +25,7 @@ import torch
 from ...errors import BackendError
 from ...graph import DetectorGraph
 from ...model import MSETAD, LayerNorm, MSEBlock, downsample_mask
-from .base import Backend
+from .base import Backend, CudaGraphCache
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -89,8 +89,7 @@ class TritonBackend(Backend):
                 mod._ln_kernel = channel_layernorm.channel_layernorm
                 mod.forward = types.MethodType(_mse_block_forward, mod)
         self.graph = DetectorGraph(self.model)
-        self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, int], tuple] = {}
+        self._graphs = CudaGraphCache() if cuda_graph else None
 
     def _forward(self, feats: torch.Tensor, lengths: torch.Tensor):
         mask = (torch.arange(feats.shape[-1], device=feats.device)[None, :] < lengths[:, None]).unsqueeze(1)
@@ -102,28 +101,8 @@ class TritonBackend(Backend):
         feats = feats.to(self.device, non_blocking=True)
         lengths = lengths.to(self.device, non_blocking=True)
         with torch.inference_mode():
-            if self.cuda_graph:
-                outs = self._replay(feats, lengths)
+            if self._graphs is not None:
+                outs = self._graphs.run(self._forward, feats, lengths)
             else:
                 outs = self._forward(feats, lengths)
         return dict(zip(("cls_prob", "seg_start", "seg_end"), outs))
-
-    def _replay(self, feats: torch.Tensor, lengths: torch.Tensor):  # pragma: no cover - GPU only
-        key = (feats.shape[0], feats.shape[2])
-        if key not in self._graphs:
-            static_x, static_len = feats.clone(), lengths.clone()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up: compile kernels, settle allocator
-                    self._forward(static_x, static_len)
-            torch.cuda.current_stream().wait_stream(stream)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                static_out = self._forward(static_x, static_len)
-            self._graphs[key] = (g, static_x, static_len, static_out)
-        g, static_x, static_len, static_out = self._graphs[key]
-        static_x.copy_(feats)
-        static_len.copy_(lengths)
-        g.replay()
-        return tuple(t.clone() for t in static_out)
