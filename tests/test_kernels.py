@@ -28,14 +28,14 @@ def _block(C, ks, k, stride=1, droppath=0.1, seed=0):
     with torch.no_grad():
         for p in b.parameters():
             p.copy_(torch.randn_like(p) * 0.5 + (1.0 if p.dim() == 3 and p.shape[0] == 1 else 0.0))
-    return b
+    return b.to(device())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B,C,T", [(1, 20, 1), (2, 130, 37), (1, 64, 64)])
 def test_channel_layernorm(B, C, T, dtype):
     g = torch.Generator().manual_seed(T)
-    x = (torch.randn(B, C, T, generator=g) * 3 + 1).to(dtype).to(device())
+    x = (torch.randn(B, C, T, generator=g) * 3 + 1).to(dtype).to(device())  # stays CPU under the interpreter
     w, b = torch.randn(C, generator=g).to(device()), torch.randn(C, generator=g).to(device())
     y = channel_layernorm(x, w, b)
     assert y.dtype == dtype
@@ -43,8 +43,8 @@ def test_channel_layernorm(B, C, T, dtype):
 
 
 def test_channel_layernorm_strided_input():
-    x = torch.randn(2, 37, 48).transpose(1, 2)  # (2, 48, 37), non-contiguous
-    w, b = torch.randn(48), torch.randn(48)
+    x = torch.randn(2, 37, 48, device=device()).transpose(1, 2)  # (2, 48, 37), non-contiguous
+    w, b = torch.randn(48, device=device()), torch.randn(48, device=device())
     assert_close_report(channel_layernorm(x, w, b), channel_layernorm_ref(x, w, b), torch.float32, "strided")
 
 
@@ -52,9 +52,8 @@ def test_channel_layernorm_strided_input():
 @pytest.mark.parametrize("B,C,T", [(1, 48, 1), (2, 80, 37), (1, 48, 131)])
 def test_ldm_afm_stage1_fp32(B, C, T, ks, k):
     block = _block(C, ks, k)
-    x = torch.randn(B, C, T, generator=torch.Generator().manual_seed(T))
-    out1, mean, rstd = ldm_afm_stage1(x.to(device()), {k_: (v.to(device()) if torch.is_tensor(v) else v)
-                                                      for k_, v in pack_block_weights(block).items()})
+    x = torch.randn(B, C, T, generator=torch.Generator().manual_seed(T)).to(device())
+    out1, mean, rstd = ldm_afm_stage1(x, pack_block_weights(block))
     assert_close_report(out1, ldm_afm_stage1_ref(x, block), torch.float32, f"stage1 ks={ks} up={block.large_kernel_size}")
     mu = x.mean(1)
     assert_close_report(mean, mu, torch.float32, "mean")
@@ -64,8 +63,8 @@ def test_ldm_afm_stage1_fp32(B, C, T, ks, k):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_ldm_afm_stage1_low_precision(dtype):
     block = _block(48, 3, 1.2)
-    x = torch.randn(2, 48, 37).to(dtype)
-    out1, _, _ = ldm_afm_stage1(x.to(device()), pack_block_weights(block))
+    x = torch.randn(2, 48, 37).to(dtype).to(device())
+    out1, _, _ = ldm_afm_stage1(x, pack_block_weights(block))
     assert out1.dtype == dtype
     assert_close_report(out1, ldm_afm_stage1_ref(x.float(), block), dtype, "stage1 low precision")
 
@@ -77,15 +76,16 @@ def test_afm_residual_with_padding_and_pooling(stride, T, valid):
     block = _block(C, 1 if stride == 1 else 3, 5.0 if stride == 1 else 1.2, stride=stride,
                    droppath=0.0 if stride == 1 else 0.1)
     g = torch.Generator().manual_seed(T)
-    x0 = torch.randn(2, C, T * stride, generator=g)
-    mask0 = (torch.arange(T * stride)[None, :] < torch.tensor([valid * stride, max(1, valid // 2)])[:, None]).unsqueeze(1)
+    x0 = torch.randn(2, C, T * stride, generator=g).to(device())
+    mask0 = (torch.arange(T * stride)[None, :] < torch.tensor([valid * stride, max(1, valid // 2)])[:, None])
+    mask0 = mask0.unsqueeze(1).to(device())
     x = block.downsample(x0)  # the block's max-pool over the whole padded sequence
     mask = downsample_mask(mask0, stride)
     packed = pack_block_weights(block)
     out1, mean, rstd = ldm_afm_stage1(x, packed)
     with torch.no_grad():
         attn, _ = block.attn(block.ln(out1), mask)
-    s_out = block.drop_path_out.scale if stride == 2 else torch.ones(C)
+    s_out = block.drop_path_out.scale if stride == 2 else torch.ones(C, device=device())
     y = afm_residual(x, out1, attn, mean, rstd, mask, packed, s_out)
     assert_close_report(y, afm_residual_ref(x, out1, attn, mask, block), torch.float32, "afm residual")
     # the fused pair equals the eager block up to the MLP (step 9 is plain torch in the backend)
@@ -98,15 +98,16 @@ def test_afm_residual_with_padding_and_pooling(stride, T, valid):
 def test_launcher_input_checks():
     block = _block(48, 1, 5.0)
     packed = pack_block_weights(block)
+    d = device()
     with pytest.raises(InputError, match="expected 3 dims"):
-        ldm_afm_stage1(torch.zeros(48, 10), packed)
+        ldm_afm_stage1(torch.zeros(48, 10, device=d), packed)
     with pytest.raises(InputError, match="dtype torch.int64"):
-        ldm_afm_stage1(torch.zeros(1, 48, 10, dtype=torch.int64), packed)
+        ldm_afm_stage1(torch.zeros(1, 48, 10, dtype=torch.int64, device=d), packed)
     with pytest.raises(InputError, match="x has 32 channels"):
-        ldm_afm_stage1(torch.zeros(1, 32, 10), packed)
+        ldm_afm_stage1(torch.zeros(1, 32, 10, device=d), packed)
     with pytest.raises(InputError, match="weight / bias have"):
-        channel_layernorm(torch.zeros(1, 8, 4), torch.ones(7), torch.zeros(7))
-    x = torch.zeros(1, 48, 5)
+        channel_layernorm(torch.zeros(1, 8, 4, device=d), torch.ones(7, device=d), torch.zeros(7, device=d))
+    x = torch.zeros(1, 48, 5, device=d)
     with pytest.raises(InputError, match="must match"):
-        afm_residual(x, x, torch.zeros(1, 48, 6), torch.zeros(1, 5), torch.zeros(1, 5), torch.ones(1, 5), packed,
-                     torch.ones(48))
+        afm_residual(x, x, torch.zeros(1, 48, 6, device=d), torch.zeros(1, 5, device=d), torch.zeros(1, 5, device=d),
+                     torch.ones(1, 5, device=d), packed, torch.ones(48, device=d))

@@ -179,3 +179,12 @@ def test_engine_end_to_end(tmp_path, onnx_files):  # pragma: no cover - GPU mach
     v = golden_videos("thumos_small")[0]
     r = det.detect(v["data"]["feats"].T, fps=float(v["data"]["fps"]))
     assert abs(len(r) - v["num_detections"]) <= 3
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="checks the message on machines without TensorRT")
+def test_from_engine_without_tensorrt(tmp_path):
+    with pytest.raises(BackendError, match="engine file not found"):
+        mse_rt.Detector.from_engine(tmp_path / "none.engine")
+    p = write_engine_file(tmp_path / "m.engine", b"plan", {"config": {}, "tensorrt_version": "10.0.0"})
+    with pytest.raises(BackendError, match="pip install tensorrt"):
+        mse_rt.Detector.from_file(p)
