@@ -14,6 +14,13 @@ Writes DIR/gpu_check.md (DIR defaults to $OUT, else ./gpu_check_out) and prints 
 5. TensorRT rows when the tensorrt package is importable (otherwise stated as skipped).
 Targets (H100): fused kernels >= 60% of copy bandwidth; triton >= 3x eager fp32 at B = 1;
 GPU NMS >= 10x the CPU NMS on that batch.
+
+On the device machine (no network, its own torch / triton): the package need not be installed;
+run from the repository root and this script imports mse_rt from the source tree (mapping
+kernels/ and export/ as mse_rt.kernels / mse_rt.export). The golden vectors and configs must
+travel with the tree: ``mkdir -p shared && cp -r ../shared/golden ../shared/configs shared/``
+here first (shared/ is git-ignored and carried by the device tool). Without the compiled C++
+NMS the CPU baselines use the PyTorch NMS, and the table says so.
 """
 
 from __future__ import annotations
@@ -34,7 +41,40 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MSE_RT_SHARED", REPO.parent / "shared"))
 if not SHARED.is_dir() and (REPO / "shared").is_dir():
     SHARED = REPO / "shared"
+os.environ.setdefault("MSE_RT_SHARED", str(SHARED))
 ROWS: list[str] = []
+
+
+def make_importable() -> str:
+    """Import mse_rt installed, or from the source tree with kernels/ and export/ mapped in."""
+    try:
+        import mse_rt.export  # noqa: F401
+        import mse_rt.kernels  # noqa: F401
+
+        return "installed package"
+    except ImportError:
+        import importlib.util
+
+        sys.path.insert(0, str(REPO))
+        for name in [m for m in sys.modules if m == "mse_rt" or m.startswith("mse_rt.")]:
+            del sys.modules[name]
+        import mse_rt
+
+        for sub in ("kernels", "export"):
+            spec = importlib.util.spec_from_file_location(f"mse_rt.{sub}", REPO / sub / "__init__.py",
+                                                          submodule_search_locations=[str(REPO / sub)])
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[f"mse_rt.{sub}"] = mod
+            spec.loader.exec_module(mod)
+            setattr(mse_rt, sub, mod)
+        return "source tree"
+
+
+def cpu_nms():
+    """The CPU NMS baseline: C++ when built, else the PyTorch reference (named in the table)."""
+    from mse_rt.postprocess import batched_nms_native, batched_nms_torch, native_available
+
+    return (batched_nms_native, "C++") if native_available() else (batched_nms_torch, "PyTorch (C++ not built)")
 
 
 def row(*cells) -> None:
@@ -117,9 +157,9 @@ def check_kernels(dtypes) -> None:
 
 def check_nms_golden() -> None:
     from mse_rt.kernels.nms_gpu import batched_nms_gpu
-    from mse_rt.postprocess import batched_nms_native
 
-    section("GPU NMS vs C++ NMS (golden/nms.npz inputs)", ("cases", "mismatches", "ok"))
+    batched_nms_native, cpu_name = cpu_nms()
+    section(f"GPU NMS vs {cpu_name} NMS (golden/nms.npz inputs)", ("cases", "mismatches", "ok"))
     z = np.load(SHARED / "golden" / "nms.npz")
     cases = sorted(k[:-7] for k in z.files if k.startswith("batched_") and k.endswith("_params"))
     bad = []
@@ -259,10 +299,10 @@ def bench_end_to_end(quick: bool) -> None:
 
 def bench_nms() -> None:
     from mse_rt.kernels.nms_gpu import batched_nms_gpu
-    from mse_rt.postprocess import batched_nms_native
 
+    batched_nms_native, cpu_name = cpu_nms()
     section("Batched NMS: 32 videos x 20 classes x 2000 candidates (soft-NMS, THUMOS test_cfg)",
-            ("impl", "ms", "speed-up vs C++"))
+            ("impl", "ms", f"speed-up vs {cpu_name}"))
     from mse_rt import load_config
 
     t = load_config(SHARED / "configs" / "thumos_i3d.yaml")["test_cfg"]
@@ -279,7 +319,7 @@ def bench_nms() -> None:
         batched_nms_native(s, p, lab, t["iou_threshold"], t["min_score"], t["max_seg_num"], True, True,
                            t["nms_sigma"], t["voting_thresh"])
     cpu_ms = (time.perf_counter() - t0) * 1e3
-    row("C++ CPU (one video at a time)", f"{cpu_ms:.1f}", "1.0x")
+    row(f"{cpu_name} CPU (one video at a time)", f"{cpu_ms:.1f}", "1.0x")
     g = [(s.cuda(), p.cuda(), lab.cuda()) for s, p, lab in vids]
     ms = cuda_time(lambda: batched_nms_gpu([a for a, _, _ in g], [b for _, b, _ in g], [c for _, _, c in g], t),
                    iters=3, warmup=1)
@@ -309,12 +349,14 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here; this script is for the device machine", file=sys.stderr)
         return 2
+    how = make_importable()
     import triton
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     ROWS.extend([f"# mse_rt GPU check: {torch.cuda.get_device_name()}", "",
-                 f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}; TF32 off."])
+                 f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}; TF32 off; "
+                 f"mse_rt from the {how}."])
     precisions = ["fp32", "fp16"] + ([] if args.quick else ["bf16"])
     dtypes = [torch.float32, torch.float16] + ([] if args.quick else [torch.bfloat16])
     for name, fn in [("kernels", lambda: check_kernels(dtypes)), ("nms golden", check_nms_golden),
