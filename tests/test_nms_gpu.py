@@ -29,8 +29,8 @@ def _golden_cases(max_n: int):
     return [n for n in names if len(z[n + "_scores"]) <= max_n]
 
 
-# every case up to 333 candidates, plus the 1500-candidate ones (soft and hard, both modes)
-@pytest.mark.parametrize("case", _golden_cases(333) + ["batched_62", "batched_64", "batched_66", "batched_68"])
+# every batched case of golden/nms.npz (0 to 1500 candidates, soft / hard, multiclass / agnostic)
+@pytest.mark.parametrize("case", _golden_cases(10**9))
 def test_golden_cases(case):
     z = np.load(GOLDEN / "nms.npz")
     cfg = _cfg(*z[case + "_params"].tolist())
@@ -77,3 +77,17 @@ def test_input_checks():
         batched_nms_gpu([torch.zeros(2, 2, device=d)], [torch.zeros(3, device=d)],
                         [torch.zeros(2, dtype=torch.int64, device=d)], cfg)
     assert batched_nms_gpu([], [], [], cfg) == []
+
+
+@pytest.mark.parametrize("case", sorted({k[:-4] for k in np.load(GOLDEN / "nms.npz").files
+                                         if k.startswith("hard_") and k.endswith("_iou")}))
+def test_golden_single_class_hard_nms(case):
+    """The reference's single-class hard NMS cases: same kept segments and scores."""
+    z = np.load(GOLDEN / "nms.npz")
+    segs, scores, keep = z[case + "_segs"], z[case + "_scores"], z[case + "_keep"]
+    d = device()
+    cfg = _cfg(float(z[case + "_iou"]), 0.0, max(1, len(scores)), False, True, 0.5, 0.0)
+    s, p, _ = batched_nms_gpu([torch.from_numpy(segs).to(d)], [torch.from_numpy(scores).to(d)],
+                              [torch.zeros(len(scores), dtype=torch.int64, device=d)], cfg)[0]
+    np.testing.assert_array_equal(p.cpu().numpy(), scores[keep])
+    assert sorted(map(tuple, s.cpu().numpy().tolist())) == sorted(map(tuple, segs[keep].tolist()))
