@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1].parent / "shared" / "configs" / "thumos_i3d.yaml"
-
-
-def _median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -53,7 +43,7 @@ def worker(args: argparse.Namespace) -> None:
     out = {}
     for B in (int(b) for b in args.batches.split(",")):
         vids = [rng.standard_normal((args.T, cfg["model"]["input_dim"])).astype(np.float32) for _ in range(B)]
-        t = _median_time(lambda v=vids: det.detect_batch(v, fps=30.0), args.repeat)
+        t = median_seconds(lambda v=vids: det.detect_batch(v, fps=30.0), args.repeat)
         dets = det.detect_batch(vids[:1], fps=30.0)[0]
         out[B] = {"seconds": t, "detections": len(dets)}
     print(json.dumps(out))

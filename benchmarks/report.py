@@ -16,24 +16,14 @@ import json
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds
 from tqdm import tqdm
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
-def _median(fn, repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def table_from_pytest_benchmark(path: Path) -> str:
@@ -100,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             det = dets[backend]
             if kind == "T":
                 x = [rng.standard_normal((val, m["input_dim"])).astype(np.float32)]
-                lat[backend].append(_median(lambda x=x, d=det: d.detect_batch(x, fps=30.0), args.repeat) * 1e3)
+                lat[backend].append(median_seconds(lambda x=x, d=det: d.detect_batch(x, fps=30.0), args.repeat) * 1e3)
             else:
                 xs = [rng.standard_normal((L, m["input_dim"])).astype(np.float32) for _ in range(val)]
-                t = _median(lambda xs=xs, d=det: d.detect_batch(xs, fps=30.0), args.repeat)
+                t = median_seconds(lambda xs=xs, d=det: d.detect_batch(xs, fps=30.0), args.repeat)
                 thr[backend].append(val / t)
     import matplotlib
 
