@@ -79,6 +79,8 @@ def test_golden_batched(backend_case):
 def test_random_long_inputs_vs_eager(backend_case, onnx_files):
     """Random features at lengths up to the point buffer, batch of 3 per padded length."""
     backend, name, det = backend_case
+    if backend == "eager":
+        pytest.skip("eager is the reference of this comparison")
     dense_tol = TOLERANCES[backend][0]
     eager = _eager(name, onnx_files)
     from mse_rt.preprocess import max_video_length, pad_batch, pad_policy_length

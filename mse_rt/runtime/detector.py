@@ -32,8 +32,6 @@ from ..preprocess import check_features, pad_batch, pad_policy_length
 from ..results import DetectionResult
 from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, tensorrt_backend, triton_backend
 
-FeatureArray = "np.ndarray | torch.Tensor"
-
 
 def _to_cpu(c: Candidates) -> Candidates:
     return Candidates(c.segments.cpu(), c.scores.cpu(), c.labels.cpu())
@@ -180,30 +178,23 @@ class Detector:
                 raise InputError(f"video {ids[i]!r}: fps must be a positive number, got {f}")
             fps_vals.append(float(f))
 
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, f in enumerate(feats):
-            groups[pad_policy_length(f.shape[1], self.cfg)].append(i)
-
         results: list[DetectionResult | None] = [None] * n
-        for padded_len, members in groups.items():
-            for start in range(0, len(members), self.max_batch):
-                chunk = members[start:start + self.max_batch]
-                decoded = list(self._run_chunk([feats[i] for i in chunk], padded_len, chunk))
-                nmsed = self.nms([c for _, c, _ in decoded])
-                for (i, cand, timing), (segs, scores, labels, t_nms) in zip(decoded, nmsed):
-                    fps_i = fps_vals[i]
-                    dur = dur_list[i]
-                    if dur is None:
-                        dur = (feats[i].shape[1] * d["feat_stride"] + d["num_frames"]) / fps_i
-                    timing["nms"] = t_nms
-                    if segs.shape[0] > 0:
-                        segs = to_seconds(segs, fps_i, d["feat_stride"], d["num_frames"], float(dur))
-                    results[i] = DetectionResult(
-                        video_id=ids[i], segments=segs.numpy().astype(np.float32),
-                        scores=scores.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
-                        fps=fps_i, duration=float(dur), timings=timing,
-                        candidates=_to_cpu(cand) if keep_candidates else None,
-                    )
+        for decoded in self._decoded_batches(feats):
+            nmsed = self.nms([c for _, c, _ in decoded])
+            for (i, cand, timing), (segs, scores, labels, t_nms) in zip(decoded, nmsed):
+                fps_i = fps_vals[i]
+                dur = dur_list[i]
+                if dur is None:
+                    dur = (feats[i].shape[1] * d["feat_stride"] + d["num_frames"]) / fps_i
+                timing["nms"] = t_nms
+                if segs.shape[0] > 0:
+                    segs = to_seconds(segs, fps_i, d["feat_stride"], d["num_frames"], float(dur))
+                results[i] = DetectionResult(
+                    video_id=ids[i], segments=segs.numpy().astype(np.float32),
+                    scores=scores.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
+                    fps=fps_i, duration=float(dur), timings=timing,
+                    candidates=_to_cpu(cand) if keep_candidates else None,
+                )
         return results  # type: ignore[return-value]
 
     def detect_candidates(self, videos: Sequence) -> list[Candidates]:
@@ -211,17 +202,23 @@ class Detector:
         :meth:`detect_batch`; for callers that run their own NMS (streaming)."""
         feats = [check_features(v, self.cfg, name=f"video {i}") for i, v in enumerate(videos)]
         out: list[Candidates | None] = [None] * len(feats)
+        for decoded in self._decoded_batches(feats):
+            for i, cand, _ in decoded:
+                out[i] = _to_cpu(cand)
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ internals
+    def _decoded_batches(self, feats: list[torch.Tensor]):
+        """Yield, per forward pass, [(video index, candidates, timings)]: videos grouped by the
+        reference padded length (SPEC section 7), at most ``max_batch`` per pass."""
         groups: dict[int, list[int]] = defaultdict(list)
         for i, f in enumerate(feats):
             groups[pad_policy_length(f.shape[1], self.cfg)].append(i)
         for padded_len, members in groups.items():
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start:start + self.max_batch]
-                for i, cand, _ in self._run_chunk([feats[i] for i in chunk], padded_len, chunk):
-                    out[i] = _to_cpu(cand)
-        return out  # type: ignore[return-value]
+                yield list(self._run_chunk([feats[i] for i in chunk], padded_len, chunk))
 
-    # ------------------------------------------------------------------ internals
     @staticmethod
     def _per_video(value, n: int, name: str) -> list:
         if value is None or isinstance(value, (int, float)):

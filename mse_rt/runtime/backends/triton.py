@@ -17,7 +17,6 @@ It runs on CUDA tensors; on CPU only under Triton's interpreter (TRITON_INTERPRE
 from __future__ import annotations
 
 import copy
-import os
 import types
 
 import torch
@@ -60,11 +59,12 @@ class TritonBackend(Backend):
     def __init__(self, cfg: dict, model: MSETAD, device: str | torch.device = "cuda", precision: str = "fp32",
                  cuda_graph: bool = False) -> None:
         ldm_afm, afm_residual, channel_layernorm = _import_kernels()
+        from ...kernels._common import interpreting
+
         device = torch.device(device)
-        interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError("the triton backend needs a CUDA GPU; none is available here")
-        if device.type != "cuda" and not interpreting:
+        if device.type != "cuda" and not interpreting():
             raise BackendError(f"the triton backend runs on CUDA devices, got {device} "
                                "(set TRITON_INTERPRET=1 only to test the kernels on CPU)")
         if precision not in PRECISIONS:
