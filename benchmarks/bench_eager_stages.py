@@ -1,6 +1,6 @@
 """Per-stage CPU times of the eager pipeline on a THUMOS-size model (random weights).
 
-    python benchmarks/bench_eager_stages.py [--config ../shared/configs/thumos_i3d.yaml] [--T 2304]
+    python benchmarks/bench_eager_stages.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304]
 
 Stages: backbone (embedding + MSE blocks), heads (neck + cls/start/end/reg on all levels + the
 dense trident expectation), decode (threshold, per-level top-k, duration filter), NMS (C++ and
@@ -27,7 +27,7 @@ from mse_rt.postprocess import nms_video
 from mse_rt.preprocess import make_mask
 
 REFERENCE_S = {"backbone": 1.71, "heads": 0.98, "decode": 0.04, "nms": 0.06}
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1].parent / "shared" / "configs" / "thumos_i3d.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
 
 
 def _time(fn, repeat: int) -> tuple[float, object]:

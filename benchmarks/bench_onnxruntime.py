@@ -1,6 +1,6 @@
 """ONNX Runtime (CPU) vs eager PyTorch (CPU), end to end, THUMOS-size model (random weights).
 
-    python benchmarks/bench_onnxruntime.py [--config ../shared/configs/thumos_i3d.yaml] [--T 2304]
+    python benchmarks/bench_onnxruntime.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304]
 
 End to end = ``Detector.detect_batch`` on B videos of T steps (checks, padding, forward, decode,
 NMS). Each backend is timed in its own fresh worker process, as it would run in production, with
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from timing import median_seconds
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1].parent / "shared" / "configs" / "thumos_i3d.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CONFIGS = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs"
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def thumos_candidates():
     from mse_rt.graph import DetectorGraph, level_lengths
     from mse_rt.model import build_random_model
 
-    cfg = load_config(SHARED / "configs" / "thumos_i3d.yaml")
+    cfg = load_config(CONFIGS / "thumos_i3d.yaml")
     model = build_random_model(cfg)
     with torch.inference_mode():
         dense = DetectorGraph(model).eval()(torch.randn(1, 2048, 2304), torch.tensor([2304]))

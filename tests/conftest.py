@@ -22,7 +22,7 @@ from golden_utils import GOLDEN  # noqa: E402
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     if not GOLDEN.is_dir():
-        pytest.fail(f"golden vectors not found at {GOLDEN} (set MSE_RT_SHARED)")
+        pytest.fail(f"golden vectors not found at {GOLDEN} (vendored in tests/data/golden; MSE_RT_GOLDEN overrides)")
     return GOLDEN
 
 

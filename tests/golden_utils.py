@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MSE_RT_SHARED", REPO.parent / "shared"))
-GOLDEN = SHARED / "golden"
-CONFIGS = SHARED / "configs"
+# Vendored copies (tests/data/golden/PROVENANCE.md says where they come from); MSE_RT_GOLDEN
+# points the tests at another copy, e.g. a freshly regenerated one.
+GOLDEN = Path(os.environ.get("MSE_RT_GOLDEN", Path(__file__).resolve().parent / "data" / "golden"))
+# The three published configs ship inside the package (mse_rt/assets/configs).
+CONFIGS = REPO / "mse_rt" / "assets" / "configs"
 GOLDEN_CONFIGS = ("thumos_small", "anet_small")
 
 

@@ -1,4 +1,4 @@
-"""The eager pipeline against the reference code's own outputs (../shared/golden)."""
+"""The eager pipeline against the reference code's own outputs (vendored golden vectors, tests/data/golden)."""
 
 from __future__ import annotations
 
