@@ -17,9 +17,8 @@ GPU NMS >= 10x the CPU NMS on that batch.
 
 On the device machine (no network, its own torch / triton): the package need not be installed;
 run from the repository root and this script imports mse_rt from the source tree (mapping
-kernels/ and export/ as mse_rt.kernels / mse_rt.export). The golden vectors and configs must
-travel with the tree: ``mkdir -p shared && cp -r ../shared/golden ../shared/configs shared/``
-here first (shared/ is git-ignored and carried by the device tool). Without the compiled C++
+kernels/ and export/ as mse_rt.kernels / mse_rt.export). The golden vectors (tests/data/golden)
+and configs (mse_rt/assets/configs) are part of the tree and travel with it. Without the compiled C++
 NMS the CPU baselines use the PyTorch NMS, and the table says so.
 """
 
@@ -38,10 +37,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MSE_RT_SHARED", REPO.parent / "shared"))
-if not SHARED.is_dir() and (REPO / "shared").is_dir():
-    SHARED = REPO / "shared"
-os.environ.setdefault("MSE_RT_SHARED", str(SHARED))
+GOLDEN = Path(os.environ.get("MSE_RT_GOLDEN", REPO / "tests" / "data" / "golden"))  # vendored reference vectors
+CONFIGS = REPO / "mse_rt" / "assets" / "configs"  # published configs shipped in the package
 ROWS: list[str] = []
 
 
@@ -116,7 +113,7 @@ def thumos_model():
     from mse_rt import load_config
     from mse_rt.model import build_random_model
 
-    cfg = load_config(SHARED / "configs" / "thumos_i3d.yaml")
+    cfg = load_config(CONFIGS / "thumos_i3d.yaml")
     return cfg, build_random_model(cfg)
 
 
@@ -160,7 +157,7 @@ def check_nms_golden() -> None:
 
     batched_nms_native, cpu_name = cpu_nms()
     section(f"GPU NMS vs {cpu_name} NMS (golden/nms.npz inputs)", ("cases", "mismatches", "ok"))
-    z = np.load(SHARED / "golden" / "nms.npz")
+    z = np.load(GOLDEN / "nms.npz")
     cases = sorted(k[:-7] for k in z.files if k.startswith("batched_") and k.endswith("_params"))
     bad = []
     for c in cases:
@@ -185,8 +182,8 @@ def check_backend_golden(precisions) -> None:
     section("triton backend vs golden detections", ("config", "precision", "videos", "matched", "note"))
     for name in ("thumos_small", "anet_small"):
         for prec in precisions:
-            det = mse_rt.Detector.from_checkpoint(SHARED / "golden" / name / "config.yaml",
-                                                  SHARED / "golden" / name / "ckpt.pth.tar", backend="triton",
+            det = mse_rt.Detector.from_checkpoint(GOLDEN / name / "config.yaml",
+                                                  GOLDEN / name / "ckpt.pth.tar", backend="triton",
                                                   device="cuda", backend_options={"precision": prec})
             ok, note = 0, ""
             vids = golden_videos(name)
@@ -305,7 +302,7 @@ def bench_nms() -> None:
             ("impl", "ms", f"speed-up vs {cpu_name}"))
     from mse_rt import load_config
 
-    t = load_config(SHARED / "configs" / "thumos_i3d.yaml")["test_cfg"]
+    t = load_config(CONFIGS / "thumos_i3d.yaml")["test_cfg"]
     rng = np.random.default_rng(0)
     vids = []
     for _ in range(32):
@@ -338,7 +335,7 @@ def tensorrt_rows() -> None:
     except ImportError:
         row("TensorRT", "skipped: mse_rt has no TensorRT builder yet (issue: TensorRT engines)")
         return
-    trt_export.gpu_check_rows(row, SHARED)
+    trt_export.gpu_check_rows(row, CONFIGS)
 
 
 def main() -> int:

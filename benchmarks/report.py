@@ -23,7 +23,9 @@ import torch
 from timing import median_seconds
 from tqdm import tqdm
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from mse_rt.fileio import atomic_output, atomic_write_text
+
+CONFIGS = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs"
 
 
 def table_from_pytest_benchmark(path: Path) -> str:
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config == "demo":
         config, ckpt = DEMO_CONFIG, DEMO_CKPT
     elif args.config == "thumos":
-        config, ckpt = SHARED / "configs" / "thumos_i3d.yaml", None
+        config, ckpt = CONFIGS / "thumos_i3d.yaml", None
     else:
         config, ckpt = Path(args.config), None
     out = Path(args.out)
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=100)
+        with atomic_output(out / f"{name}.png", what="plot") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
     md = [f"# mse_rt benchmark: {Path(config).name}", "",
           f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{b} {statistics.median(lat[ref][i] / lat[b][i] for i in range(len(lengths))):.2f}x latency"
             for b in dets if b != ref)]
     md += ["", "![latency](latency_vs_T.png) ![throughput](throughput_vs_batch.png)"]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n", what="report")
     print("\n".join(md))
     print(f"\nwrote {out}/report.md and PNGs")
     return 0

@@ -14,10 +14,9 @@ compared with eager PyTorch at two lengths (one beyond ``max_seq_len`` when the 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,8 +28,10 @@ from mse_rt import __version__
 from mse_rt.checkpoint import file_sha256, load_checkpoint
 from mse_rt.config import config_to_json, load_config
 from mse_rt.errors import ExportError
+from mse_rt.fileio import atomic_output
 from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
 from mse_rt.model import MSETAD, build_model
+from mse_rt.onnx_integrity import CHECKSUM_KEY, CHECKSUM_PLACEHOLDER
 from mse_rt.preprocess import max_video_length, pad_policy_length
 
 from .formats import DEFAULT_OPSET, SUPPORTED_OPSETS
@@ -61,7 +62,9 @@ def _require_onnx():
 
 def _resolve_model(model_or_paths) -> tuple[MSETAD, str | None]:
     if isinstance(model_or_paths, MSETAD):
-        return model_or_paths.eval(), None
+        # a private float32 CPU copy: exporting never moves or casts the caller's model (a CUDA
+        # model used by an eager backend stays on the GPU)
+        return copy.deepcopy(model_or_paths).cpu().float().eval(), None
     if isinstance(model_or_paths, (tuple, list)) and len(model_or_paths) == 2:
         cfg_path, ckpt_path = model_or_paths
         model = build_model(load_config(cfg_path))
@@ -144,11 +147,9 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
     if dynamic:
         dynamic_axes = {"feats": {0: "batch", 2: "time"}, "lengths": {0: "batch"}}
         dynamic_axes.update({name: {0: "batch", 1: "points"} for name in OUTPUT_NAMES})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    if path.is_dir():
+        raise ExportError(f"output {path} is a directory; give a file name such as {path / 'model.onnx'}")
+    with atomic_output(path, what="ONNX file") as tmp:
         t0 = time.perf_counter()
         try:
             with torch.no_grad(), warnings.catch_warnings():
@@ -175,21 +176,29 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
             "mse_rt.static_shape": json.dumps([batch, T]),
             "mse_rt.checkpoint_sha256": ckpt_sha or "",
         }
+        meta[CHECKSUM_KEY] = CHECKSUM_PLACEHOLDER
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.doc_string = "MSE-TAD detector graph exported by mse_rt " + __version__
         onnx.save(proto, str(tmp))
+        _seal(tmp)
         if validate:
             validate_onnx(tmp, ref_graph, cfg, batch=batch if not dynamic else 2,
                           lengths=validation_lengths(cfg, max_len) if dynamic else [T],
                           tol=VALIDATE_TOL if precision == "fp32" else VALIDATE_TOL_FP16)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
+
+
+def _seal(path: Path) -> None:
+    """Replace the checksum placeholder in the written file by the sha256 of the whole file
+    (computed with the placeholder in place): same length, so the protobuf stays valid."""
+    data = path.read_bytes()
+    if data.count(CHECKSUM_PLACEHOLDER.encode()) != 1:
+        raise ExportError(f"{path}: cannot place the integrity checksum (placeholder not found exactly once)")
+    digest = hashlib.sha256(data).hexdigest()
+    path.write_bytes(data.replace(CHECKSUM_PLACEHOLDER.encode(), digest.encode()))
 
 
 def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int = 2,

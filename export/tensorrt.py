@@ -35,7 +35,8 @@ from pathlib import Path
 
 from mse_rt import __version__
 from mse_rt.config import max_div_factor
-from mse_rt.errors import BackendError, ExportError
+from mse_rt.errors import BackendError, ExportError, ModelFileError
+from mse_rt.fileio import atomic_output, atomic_write_bytes
 from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES
 from mse_rt.preprocess import max_video_length
 
@@ -50,8 +51,7 @@ def write_engine_file(path: str | Path, plan: bytes, meta: dict) -> Path:
     """Write header + metadata + plan + checksum (see the module docstring)."""
     path = Path(path)
     blob = json.dumps(meta, sort_keys=True).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    with atomic_output(path, what="engine file") as tmp, open(tmp, "wb") as f:
         f.write(_HEAD.pack(ENGINE_MAGIC, ENGINE_FORMAT_VERSION, len(blob)))
         f.write(blob)
         f.write(struct.pack("<Q", len(plan)))
@@ -64,29 +64,33 @@ def read_engine_file(path: str | Path) -> tuple[dict, bytes]:
     """(metadata, plan) of an mse_rt engine file; BackendError naming what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise BackendError(f"engine file not found: {path}")
+        raise ModelFileError(f"engine file not found: {path}")
     data = path.read_bytes()
     if len(data) < _HEAD.size or data[:8] != ENGINE_MAGIC:
-        raise BackendError(f"{path} is not an mse_rt engine file (no {ENGINE_MAGIC!r} header); build one with "
+        raise ModelFileError(f"{path} is not an mse_rt engine file (no {ENGINE_MAGIC!r} header); build one with "
                            "`mse-rt export --format engine`")
     magic, version, n = _HEAD.unpack_from(data, 0)
     if version != ENGINE_FORMAT_VERSION:
-        raise BackendError(f"{path}: engine file format {version}, this mse_rt reads {ENGINE_FORMAT_VERSION}; rebuild it")
+        raise ModelFileError(f"{path}: engine file format {version}, this mse_rt reads {ENGINE_FORMAT_VERSION}; rebuild it")
     pos = _HEAD.size
     if len(data) < pos + n + 8:
-        raise BackendError(f"{path}: truncated engine file (metadata)")
+        raise ModelFileError(f"{path}: truncated engine file (metadata)")
     try:
         meta = json.loads(data[pos:pos + n])
     except ValueError as exc:
-        raise BackendError(f"{path}: corrupt engine metadata: {exc}") from exc
+        raise ModelFileError(f"{path}: corrupt engine metadata: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: corrupt engine metadata: expected a JSON object, got {type(meta).__name__}")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("profiles"), (dict, list)):
+        raise ModelFileError(f"{path}: corrupt engine metadata: no config / profiles entries; rebuild the engine")
     pos += n
     (m,) = struct.unpack_from("<Q", data, pos)
     pos += 8
     if len(data) != pos + m + 32:
-        raise BackendError(f"{path}: truncated or padded engine file (plan of {m} bytes expected)")
+        raise ModelFileError(f"{path}: truncated or padded engine file (plan of {m} bytes expected)")
     plan = data[pos:pos + m]
     if hashlib.sha256(plan).digest() != data[pos + m:]:
-        raise BackendError(f"{path}: engine plan checksum mismatch (corrupt file)")
+        raise ModelFileError(f"{path}: engine plan checksum mismatch (corrupt file)")
     return meta, plan
 
 
@@ -185,7 +189,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     if plan is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     if cache is not None:
-        Path(timing_cache).write_bytes(memoryview(cache.serialize()))
+        atomic_write_bytes(timing_cache, bytes(memoryview(cache.serialize())), what="TensorRT timing cache")
     meta = {
         "format": "mse_rt.engine/1", "mse_rt_version": __version__, "tensorrt_version": trt.__version__,
         "config": json.loads(meta_onnx["mse_rt.config"]), "precision": "fp16" if fp16 else "fp32",
@@ -222,7 +226,7 @@ def tensorrt_ep_providers(fp16: bool = True, cache_dir: str | Path | None = None
             "CPUExecutionProvider"]
 
 
-def gpu_check_rows(row, shared: Path) -> None:  # pragma: no cover - GPU + TensorRT only
+def gpu_check_rows(row, configs: Path) -> None:  # pragma: no cover - GPU + TensorRT only
     """TensorRT rows of benchmarks/gpu_check.py: build time, latency B=1 / throughput B=8 at T=2304
     for fp32 and fp16, and detections vs eager on the golden videos."""
     import tempfile
@@ -236,7 +240,7 @@ def gpu_check_rows(row, shared: Path) -> None:  # pragma: no cover - GPU + Tenso
 
     from .onnx import export_onnx
 
-    cfg = load_config(shared / "configs" / "thumos_i3d.yaml")
+    cfg = load_config(configs / "thumos_i3d.yaml")
     model = build_random_model(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         eager = mse_rt.Detector.from_model(cfg, model.cuda(), device="cuda")

@@ -107,6 +107,8 @@ def check_onnx_for_tensorrt(path: str | Path) -> CompatReport:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception as exc:
         raise ExportError(f"cannot read {path} as ONNX: {type(exc).__name__}: {exc}") from exc
+    if len(model.graph.node) == 0:  # an empty file parses as an empty ModelProto
+        raise ExportError(f"{path} holds no ONNX graph ({path.stat().st_size} bytes, no nodes): empty or not an ONNX file")
     types = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         types[vi.name] = vi.type.tensor_type.elem_type

@@ -10,8 +10,18 @@ Public API::
 """
 
 from .checkpoint import load_checkpoint
-from .config import load_config
-from .errors import BackendError, CheckpointError, ConfigError, ConfigWarning, ExportError, InputError, MseRtError
+from .config import load_config, published_config
+from .errors import (
+    BackendError,
+    CheckpointError,
+    ConfigError,
+    ConfigWarning,
+    ExportError,
+    InputError,
+    ModelFileError,
+    MseRtError,
+)
+from .fileio import OutputError
 from .model import build_model
 from .results import DetectionResult, write_results_json
 from .runtime import BACKENDS, Detector
@@ -29,11 +39,14 @@ __all__ = [
     "ExportError",
     "Detector",
     "InputError",
+    "ModelFileError",
     "MseRtError",
+    "OutputError",
     "StreamingDetector",
     "__version__",
     "build_model",
     "load_checkpoint",
     "load_config",
+    "published_config",
     "write_results_json",
 ]

@@ -8,6 +8,8 @@ state dict; a DataParallel ``module.`` prefix is stripped. Files are read with
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -59,11 +61,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    verify_zip_crc(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
     return extract_state_dict(obj, source=str(path))
+
+
+def verify_zip_crc(path: Path) -> bool:
+    """Check every member's CRC-32 of a zip-format checkpoint (torch >= 1.6 saves zips).
+
+    ``torch.load`` does not check them, so a byte changed inside a tensor would load silently
+    with different weights. Returns False for legacy (non-zip) files, which carry no checksum;
+    raises :class:`CheckpointError` naming the first damaged member.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path}: {exc}") from exc
+    if bad is not None:
+        raise CheckpointError(f"corrupt checkpoint {path}: CRC-32 mismatch in '{bad}' (damaged bytes); "
+                              "copy or download it again")
+    return True
 
 
 def extract_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:

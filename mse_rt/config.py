@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,68 @@ _TYPES: dict[tuple[str, str], tuple[type, ...]] = {
     ("test_cfg", "voting_thresh"): _NUM,
 }
 
+# Allowed ranges of the values read at inference / export: (low, high, "[" or "(" , "]" or ")").
+# None = unbounded on that side. Checked after the types, so every value here is a number.
+_INF = None
+_RANGES: dict[tuple[str, str], tuple] = {
+    ("dataset", "feat_stride"): (0, _INF, "(", ")"),
+    ("dataset", "num_frames"): (0, _INF, "[", ")"),
+    ("dataset", "input_dim"): (1, _INF, "[", ")"),
+    ("dataset", "num_classes"): (1, _INF, "[", ")"),
+    ("dataset", "max_seq_len"): (1, _INF, "[", ")"),
+    ("model", "scale_factor"): (2, _INF, "[", ")"),
+    ("model", "n_head"): (1, _INF, "[", ")"),
+    ("model", "embd_kernel_size"): (1, _INF, "[", ")"),
+    ("model", "embd_dim"): (1, _INF, "[", ")"),
+    ("model", "fpn_dim"): (1, _INF, "[", ")"),
+    ("model", "head_dim"): (1, _INF, "[", ")"),
+    ("model", "head_kernel_size"): (1, _INF, "[", ")"),
+    ("model", "boudary_kernel_size"): (1, _INF, "[", ")"),
+    ("model", "head_num_layers"): (1, _INF, "[", ")"),
+    ("model", "max_buffer_len_factor"): (1, _INF, "[", ")"),
+    ("model", "k"): (0, _INF, "(", ")"),
+    ("model", "num_bins"): (1, _INF, "[", ")"),
+    ("model", "mse_mlp_dim"): (1, _INF, "[", ")"),
+    ("train_cfg", "droppath"): (0, 1, "[", ")"),
+    ("train_cfg", "cls_prior_prob"): (0, 1, "(", ")"),
+    ("test_cfg", "pre_nms_thresh"): (0, 1, "[", "]"),
+    ("test_cfg", "pre_nms_topk"): (1, _INF, "[", ")"),
+    ("test_cfg", "iou_threshold"): (0, 1, "[", "]"),
+    ("test_cfg", "min_score"): (0, 1, "[", "]"),
+    ("test_cfg", "max_seg_num"): (1, _INF, "[", ")"),
+    ("test_cfg", "nms_sigma"): (0, _INF, "(", ")"),
+    ("test_cfg", "duration_thresh"): (0, _INF, "[", ")"),
+    ("test_cfg", "voting_thresh"): (0, 1, "[", "]"),
+}
+
+
+def _check_ranges(cfg: dict) -> None:
+    for (section, key), (lo, hi, lb, hb) in _RANGES.items():
+        val = cfg[section][key]
+        ok = math.isfinite(val)
+        if ok and lo is not None:
+            ok = val >= lo if lb == "[" else val > lo
+        if ok and hi is not None:
+            ok = val <= hi if hb == "]" else val < hi
+        if not ok:
+            allowed = f"{lb}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{hb}"
+            raise ConfigError(f"config key '{section}.{key}' = {val!r} is out of range; allowed: {allowed}")
+    d = cfg["dataset"]
+    if d["default_fps"] is not None:
+        fps = d["default_fps"]
+        if not isinstance(fps, _NUM) or isinstance(fps, bool) or not (math.isfinite(fps) and fps > 0):
+            raise ConfigError(f"config key 'dataset.default_fps' must be a number > 0 or null, got {fps!r}")
+    m = cfg["model"]
+    arch = m["backbone_arch"]
+    if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in arch):
+        raise ConfigError(f"config key 'model.backbone_arch' must hold 3 integers >= 0, got {arch}")
+    for i, rr in enumerate(m["regression_range"]):
+        if (not isinstance(rr, (list, tuple)) or len(rr) != 2 or not all(isinstance(v, _NUM) for v in rr)
+                or not 0 <= rr[0] < rr[1]):
+            raise ConfigError(f"config key 'model.regression_range' level {i} must be [low, high] with "
+                              f"0 <= low < high, got {rr!r}")
+
+
 _CHOICES = {
     ("model", "fpn_type"): ("identity",),
     ("model", "backbone_type"): ("MSEBackbone",),
@@ -227,6 +290,7 @@ def _check_types(cfg: dict) -> None:
     m = cfg["model"]
     if len(m["backbone_arch"]) != 3:
         raise ConfigError(f"config key 'model.backbone_arch' must have 3 entries, got {m['backbone_arch']}")
+    _check_ranges(cfg)
     n_levels = m["backbone_arch"][2] + 1
     if len(m["regression_range"]) != n_levels:
         raise ConfigError(
@@ -238,7 +302,7 @@ def _check_types(cfg: dict) -> None:
     if len(wins) != n_levels:
         raise ConfigError(f"config key 'model.n_mse_win_size' needs {n_levels} entries, got {len(wins)}")
     for w in wins[1:]:
-        if w < 1 or w % 2 == 0:
+        if not isinstance(w, int) or isinstance(w, bool) or w < 1 or w % 2 == 0:
             raise ConfigError(f"config key 'model.n_mse_win_size' must be odd and >= 1 per branch level, got {w}")
     if m["embd_dim"] % m["n_head"] != 0:
         raise ConfigError(f"model.embd_dim ({m['embd_dim']}) must be divisible by model.n_head ({m['n_head']})")
@@ -336,3 +400,17 @@ def max_buffer_len(cfg: dict) -> int:
     """Longest padded length the point buffer allows: ``max_seq_len * max_buffer_len_factor``."""
     m = cfg["model"]
     return int(m["max_seq_len"] * m["max_buffer_len_factor"])
+
+
+PUBLISHED_CONFIGS = ("thumos_i3d", "anet_tsp", "hacs_slowfast")
+
+
+def published_config(name: str) -> Path:
+    """Path of a published MSE-TAD config shipped with the package (``mse_rt/assets/configs``).
+
+    ``name``: one of :data:`PUBLISHED_CONFIGS` (with or without ``.yaml``).
+    """
+    stem = name[:-5] if name.endswith(".yaml") else name
+    if stem not in PUBLISHED_CONFIGS:
+        raise ConfigError(f"unknown published config {name!r}; available: {', '.join(PUBLISHED_CONFIGS)}")
+    return Path(__file__).resolve().parent / "assets" / "configs" / f"{stem}.yaml"

@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+from .features import load_feature_file
+from .fileio import atomic_output, atomic_write_text
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -81,6 +85,8 @@ def seconds_to_steps(seconds, fps: float, feat_stride: float, num_frames: float)
 def write_dataset(out_dir: str | Path, num_videos: int, seed: int, subset: str = "training",
                   spec: SyntheticSpec = SyntheticSpec(), prefix: str = "video") -> Path:
     """Write ``num_videos`` videos and ``annotations.json`` under ``out_dir``; returns that folder."""
+    if isinstance(num_videos, bool) or not isinstance(num_videos, int) or num_videos < 1:
+        raise InputError(f"num_videos must be an integer >= 1, got {num_videos!r}")
     out = Path(out_dir)
     (out / "features").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -89,7 +95,8 @@ def write_dataset(out_dir: str | Path, num_videos: int, seed: int, subset: str =
     for i in range(num_videos):
         vid = f"{prefix}_{seed}_{i:04d}"
         feats, segs, labels = make_video(rng, spec, patterns)
-        np.save(out / "features" / f"{vid}.npy", feats)
+        with atomic_output(out / "features" / f"{vid}.npy", what="feature file") as tmp, open(tmp, "wb") as f:
+            np.save(f, feats)
         secs = steps_to_seconds(segs, spec)
         database[vid] = {
             "subset": subset,
@@ -98,21 +105,28 @@ def write_dataset(out_dir: str | Path, num_videos: int, seed: int, subset: str =
             "annotations": [{"segment": [float(s), float(e)], "label_id": int(c), "label": f"action_{c}"}
                             for (s, e), c in zip(secs, labels)],
         }
-    (out / "annotations.json").write_text(json.dumps({"database": database}, indent=1))
+    atomic_write_text(out / "annotations.json", json.dumps({"database": database}, indent=1), what="annotations")
     return out
 
 
 def read_dataset(root: str | Path, subset: str | None = None) -> list[dict]:
     """Videos of a dataset folder: [{video_id, feats (T, C), segments (N, 2) seconds, labels, fps, duration}]."""
     root = Path(root)
-    db = json.loads((root / "annotations.json").read_text())["database"]
+    ann = root / "annotations.json"
+    if not ann.is_file():
+        raise InputError(f"dataset folder {root}: no annotations.json (expected annotations.json + features/*.npy, "
+                         "as written by `mse-rt synth`)")
+    try:
+        db = json.loads(ann.read_text())["database"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{ann}: not ActivityNet-format JSON with a 'database' object ({exc})") from exc
     out = []
     for vid, v in db.items():
         if subset is not None and v["subset"] != subset:
             continue
         out.append({
             "video_id": vid,
-            "feats": np.load(root / "features" / f"{vid}.npy"),
+            "feats": load_feature_file(root / "features" / f"{vid}.npy"),
             "segments": np.asarray([a["segment"] for a in v["annotations"]], np.float64).reshape(-1, 2),
             "labels": np.asarray([a["label_id"] for a in v["annotations"]], np.int64),
             "fps": float(v["fps"]),

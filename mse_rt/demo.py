@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_output
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO = ASSETS / "demo"
 DEMO_CONFIG = ASSETS / "demo_config.yaml"
@@ -86,7 +88,8 @@ def plot_timeline(path: Path, videos: list[dict], results, num_classes: int, min
         ax.set_title(v["video_id"], fontsize=8, loc="left")
     axes[-1, 0].set_xlabel("seconds (colour = class; detection bar height = score)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_output(path, what="timeline plot") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path
 

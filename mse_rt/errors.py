@@ -27,6 +27,10 @@ class BackendError(MseRtError, RuntimeError):
     """A backend is unknown, unavailable on this machine, or failed to run."""
 
 
+class ModelFileError(BackendError):
+    """A model file (ONNX graph, engine) is unreadable, damaged or not an mse_rt file."""
+
+
 class ConfigWarning(UserWarning):
     """A config key the reference does not know (usually a typo)."""
 

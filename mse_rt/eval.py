@@ -32,6 +32,8 @@ class Segments:
     end: np.ndarray
     label: np.ndarray
     score: np.ndarray | None = None
+    names: dict | None = None  # ground truth: class name -> id
+    subsets: list | None = None  # ground truth: the subsets loaded
 
 
 @dataclass
@@ -44,6 +46,8 @@ class EvalResult:
     average: float
     ap: np.ndarray
     classes: list[int]
+    subsets: list[str] | None = None  # ground-truth subsets that were scored
+    swapped: int = 0  # predictions with end < start (scored as false positives)
 
     def table(self) -> str:
         rows = [f"{'tIoU':>6}  {'mAP (%)':>8}"]
@@ -62,44 +66,159 @@ def _dedup(annotations: list[dict], tol: float = 1e-3) -> list[dict]:
     return kept
 
 
+def _read_json(source, what: str) -> dict:
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path}: expected a JSON object at the top level, got {type(data).__name__}")
+    return data
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where} must be a number, got {type(value).__name__} ({value!r})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise InputError(f"{where} must be finite, got {v}")
+    return v
+
+
+def _segment(value, where: str, allow_swapped: bool = False) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise InputError(f"{where}: 'segment' must be [start, end] in seconds, got {value!r}")
+    s, e = _number(value[0], f"{where} segment start"), _number(value[1], f"{where} segment end")
+    if e < s and not allow_swapped:
+        raise InputError(f"{where}: segment end {e} < start {s} (start and end swapped?)")
+    return s, e
+
+
+def _entry(entry, where: str, keys: tuple[str, ...]) -> dict:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected an object, got {type(entry).__name__}")
+    for k in keys:
+        if k not in entry:
+            raise InputError(f"{where}: missing key '{k}' (has {sorted(entry)})")
+    return entry
+
+
+def ground_truth_subsets(gt: str | Path | dict) -> dict[str, int]:
+    """{subset: number of videos} of an ActivityNet-format ground truth."""
+    db = _read_json(gt, "ground truth").get("database")
+    if not isinstance(db, dict):
+        raise InputError("ground truth must be ActivityNet JSON with a 'database' object")
+    out: dict[str, int] = {}
+    for v in db.values():
+        sub = str(v.get("subset", "")) if isinstance(v, dict) else ""
+        out[sub] = out.get(sub, 0) + 1
+    return out
+
+
 def load_ground_truth(gt: str | Path | dict, split: str | None = None) -> Segments:
-    """Ground truth from an ActivityNet-format JSON (path or dict with ``database``)."""
-    if not isinstance(gt, dict):
-        gt = json.loads(Path(gt).read_text())
-    if "database" not in gt:
-        raise InputError("ground truth must be ActivityNet JSON with a 'database' key")
+    """Ground truth from an ActivityNet-format JSON (path or dict with ``database``).
+
+    ``split``: the ``subset`` to score (case-insensitive); ``"all"`` scores every subset; None is
+    allowed only when the ground truth holds a single subset (scoring a mix of subsets silently
+    gives a different number: 21.50 instead of 39.90 on THUMOS14). The result's ``names`` maps
+    class names (annotation ``label``) to ids (``label_id``).
+    """
+    gt = _read_json(gt, "ground truth")
+    db = gt.get("database")
+    if not isinstance(db, dict):
+        raise InputError("ground truth must be ActivityNet JSON with a 'database' object")
+    subsets = ground_truth_subsets(gt)
+    if split is None and len(subsets) > 1:
+        raise InputError("ground truth holds several subsets (" + ", ".join(f"{k or '(none)'}: {n} videos"
+                         for k, n in sorted(subsets.items())) + "); choose one with split= / --split NAME, or 'all'")
     vids, starts, ends, labels = [], [], [], []
-    for vid, v in gt["database"].items():
-        if split is not None and v.get("subset", "").lower() != split.lower():
+    names: dict[str, int] = {}
+    scored: set[str] = set()
+    for vid, v in db.items():
+        if not isinstance(v, dict) or not isinstance(v.get("annotations"), list):
+            raise InputError(f"ground truth video {vid!r}: expected an object with an 'annotations' list")
+        if split not in (None, "all") and str(v.get("subset", "")).lower() != split.lower():
             continue
-        for a in _dedup(v["annotations"]):
+        scored.add(str(v.get("subset", "")))
+        anns = []
+        for k, a in enumerate(v["annotations"]):
+            where = f"ground truth {vid!r} annotation {k}"
+            a = _entry(a, where, ("segment", "label_id"))
+            s, e = _segment(a["segment"], where)
+            lab = a["label_id"]
+            if isinstance(lab, bool) or not isinstance(lab, int):
+                raise InputError(f"{where}: label_id must be an integer, got {lab!r}")
+            if "label" in a:
+                names.setdefault(str(a["label"]), lab)
+            anns.append({"segment": [s, e], "label_id": lab})
+        for a in _dedup(anns):
             vids.append(vid)
             starts.append(float(a["segment"][0]))
             ends.append(float(a["segment"][1]))
             labels.append(int(a["label_id"]))
+    if not scored:
+        raise InputError(f"no ground truth of subset {split!r}; subsets present: "
+                         + ", ".join(f"{k or '(none)'} ({n} videos)" for k, n in sorted(subsets.items())))
     s = np.asarray(starts, dtype=np.float64)
     e = np.asarray(ends, dtype=np.float64)
     keep = s != e  # zero-length instances are dropped (after label indexing in the reference)
-    return Segments(np.asarray(vids, dtype=object)[keep], s[keep], e[keep], np.asarray(labels, dtype=np.int64)[keep])
+    if not keep.any():
+        raise InputError(f"the ground truth of subset(s) {sorted(scored)} holds no (non-empty) action instance")
+    out = Segments(np.asarray(vids, dtype=object)[keep], s[keep], e[keep], np.asarray(labels, dtype=np.int64)[keep])
+    out.names = names
+    out.subsets = sorted(scored)
+    return out
 
 
-def load_predictions(results) -> Segments:
+def _label_id(value, names: dict[str, int] | None, where: str) -> int:
+    if isinstance(value, str):
+        if names is None:
+            raise InputError(f"{where}: label {value!r} is a class name but no ground-truth names are known")
+        if value not in names:
+            known = ", ".join(sorted(names)[:10])
+            raise InputError(f"{where}: class name {value!r} is not in the ground truth (names: {known}...)")
+        return names[value]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{where}: label must be a class id or a class name, got {value!r}")
+    return int(value)
+
+
+def load_predictions(results, names: dict[str, int] | None = None, strict: bool = False) -> Segments:
     """Predictions from a list of :class:`mse_rt.DetectionResult`, a results JSON path, or its dict
-    (``{"results": {vid: [{"segment", "score", "label"}]}}``; ``label_id``/``scores`` also accepted)."""
+    (``{"results": {vid: [{"segment", "score", "label"}]}}``; ``label_id``/``scores`` also accepted).
+
+    Labels may be class ids or class names (mapped through ``names``, from the ground truth). A
+    prediction with end < start overlaps nothing: it is scored as a false positive, as the
+    reference evaluator scores it (the golden mAPs include such predictions); ``strict=True``
+    refuses it instead. Missing keys, non-numeric values and unknown class names always raise.
+    """
     vids, starts, ends, labels, scores = [], [], [], [], []
-    if isinstance(results, (str, Path)):
-        results = json.loads(Path(results).read_text())
-    if isinstance(results, dict):
+    if isinstance(results, (str, Path, dict)):
+        results = _read_json(results, "predictions")
         table = results.get("results", results.get("database"))
-        if table is None:
-            raise InputError("predictions JSON needs a 'results' key (ActivityNet detection format)")
+        if not isinstance(table, dict):
+            raise InputError("predictions JSON needs a 'results' object (ActivityNet detection format)")
         for vid, entries in table.items():
-            for e in entries:
+            if not isinstance(entries, list):
+                raise InputError(f"predictions for {vid!r}: expected a list of detections")
+            for k, e in enumerate(entries):
+                where = f"prediction {vid!r} #{k}"
+                e = _entry(e, where, ("segment",))
+                s, t = _segment(e["segment"], where, allow_swapped=not strict)
+                if "label" not in e and "label_id" not in e:
+                    raise InputError(f"{where}: missing key 'label'")
+                if "score" not in e and "scores" not in e:
+                    raise InputError(f"{where}: missing key 'score'")
                 vids.append(vid)
-                starts.append(float(e["segment"][0]))
-                ends.append(float(e["segment"][1]))
-                labels.append(int(e.get("label", e.get("label_id"))))
-                scores.append(float(e.get("score", e.get("scores"))))
+                starts.append(s)
+                ends.append(t)
+                labels.append(_label_id(e.get("label", e.get("label_id")), names, where))
+                scores.append(_number(e.get("score", e.get("scores")), f"{where} score"))
     else:
         for r in results:
             n = len(r)
@@ -140,7 +259,10 @@ def average_precision(gt: Segments, pred: Segments, tious: np.ndarray) -> np.nda
             continue  # no ground truth in that video: false positive at every threshold
         inter = (np.minimum(pred.end[p], gt.end[ix]) - np.maximum(pred.start[p], gt.start[ix])).clip(0)
         union = (gt.end[ix] - gt.start[ix]) + (pred.end[p] - pred.start[p]) - inter
-        tiou = inter / union
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # a prediction with end < start has inter = 0: tIoU 0 (the reference's 0/x, -0 or NaN all
+            # fail every threshold), never NaN here
+            tiou = np.where(union > 0, inter / union, 0.0)
         srt = tiou.argsort()[::-1]
         cand = (tiou[srt][None, :] >= tious[:, None]) & ~locked[:, ix[srt]]  # (J, n_gt_video)
         hit = cand.any(axis=1)
@@ -153,12 +275,12 @@ def average_precision(gt: Segments, pred: Segments, tious: np.ndarray) -> np.nda
     return interpolated_ap(tp_c / (tp_c + fp_c), tp_c / len(gt.start))
 
 
-def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None) -> EvalResult:
+def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None, strict: bool = False) -> EvalResult:
     """Detection mAP of ``results`` (DetectionResults, results JSON path or dict) against ``gt``
     (ActivityNet JSON path or dict; ``split`` filters its ``subset``). Segments in seconds."""
-    tious = np.asarray(tiou_thresholds, dtype=np.float64)
+    tious = check_tious(tiou_thresholds)
     g = load_ground_truth(gt, split)
-    p = load_predictions(results)
+    p = load_predictions(results, g.names, strict=strict)
     classes = sorted(set(g.label.tolist()))
     ap = np.zeros((len(tious), len(classes)))
     for c_idx, c in enumerate(classes):
@@ -166,5 +288,19 @@ def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None
         ap[:, c_idx] = average_precision(
             Segments(g.video[gm], g.start[gm], g.end[gm], g.label[gm]),
             Segments(p.video[pm], p.start[pm], p.end[pm], p.label[pm], p.score[pm]), tious)
-    mAP = ap.mean(axis=1) if classes else np.zeros(len(tious))
-    return EvalResult(tious, mAP, float(mAP.mean()), ap, classes)
+    mAP = ap.mean(axis=1)
+    return EvalResult(tious, mAP, float(mAP.mean()), ap, classes, g.subsets, int((p.end < p.start).sum()))
+
+
+def check_tious(tiou_thresholds) -> np.ndarray:
+    """tIoU thresholds as a float64 array; :class:`InputError` unless 1-D, non-empty, each in (0, 1]."""
+    try:
+        tious = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"tIoU thresholds must be numbers, got {tiou_thresholds!r}") from exc
+    if tious.size == 0:
+        raise InputError("no tIoU thresholds given")
+    bad = tious[~((tious > 0) & (tious <= 1))]
+    if bad.size:
+        raise InputError(f"tIoU thresholds must lie in (0, 1], got {bad.tolist()}")
+    return tious

@@ -23,6 +23,10 @@ def load_feature_file(path: str | Path) -> np.ndarray:
         raise InputError(f"feature file {path}: expected a .npy file holding a (T, C) array")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"cannot read feature file {path}: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"feature file {path}: expected one array, got {type(arr).__name__}")
+    if not arr.dtype.isnative:  # big-endian files: same values, native byte order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr

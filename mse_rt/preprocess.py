@@ -48,6 +48,8 @@ def check_features(feats: np.ndarray | torch.Tensor, cfg: dict, name: str = "fea
     if isinstance(feats, np.ndarray):
         if feats.dtype.kind != "f":
             raise InputError(f"{name}: dtype {feats.dtype} is not floating point; pass float32 features")
+        if not feats.dtype.isnative:  # big-endian .npy files: same values in native byte order
+            feats = feats.astype(feats.dtype.newbyteorder("="))
         t = torch.from_numpy(np.ascontiguousarray(feats))
     elif isinstance(feats, torch.Tensor):
         if feats.dtype not in _FLOAT_DTYPES:

@@ -35,6 +35,25 @@ from .postprocess import to_seconds
 from .preprocess import check_features
 from .results import DetectionResult
 from .runtime import Detector
+from .values import positive_number
+
+
+def check_chunk(chunk: np.ndarray | torch.Tensor, cfg: dict, piece: int) -> list[torch.Tensor]:
+    """Validate a (t, C) chunk of a stream and split it into (C, <= piece) float32 tensors.
+
+    A chunk of 0 steps (right channel count) gives no pieces: a no-op. Any length is accepted
+    (long chunks are split). Raises :class:`InputError` as :func:`check_features` does.
+    """
+    shape = getattr(chunk, "shape", None)
+    c_in = cfg["model"]["input_dim"]
+    if shape is not None and len(shape) == 2 and shape[0] == 0:
+        if shape[1] != c_in:
+            raise InputError(f"chunk: expected {c_in} feature channels (t, {c_in}), got shape {tuple(shape)}")
+        return []
+    if shape is not None and len(shape) == 2 and shape[0] > piece:
+        return [check_features(chunk[i:i + piece], cfg, name=f"chunk[{i}:{min(i + piece, shape[0])}]")
+                for i in range(0, shape[0], piece)]
+    return [check_features(chunk, cfg, name="chunk")]
 
 
 def _cat(parts: list[Candidates]) -> Candidates:
@@ -59,17 +78,21 @@ class StreamingDetector:
                  fps: float | None = None, video_id: str = "stream", latency_history: int = 1000) -> None:
         cfg = detector.cfg
         self.det = detector
-        self.window = int(window or cfg["model"]["max_seq_len"])
-        self.hop = int(hop or self.window // 2)
-        if not 0 < self.hop <= self.window:
-            raise InputError(f"hop must be in (0, window={self.window}], got {self.hop}")
+        self.window = int(cfg["model"]["max_seq_len"] if window is None else window)
+        if hop is None:
+            hop = self.window // 2
+        if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or not 0 < hop <= self.window:
+            raise InputError(f"hop must be an integer in [1, window={self.window}] steps, got {hop!r}")
+        self.hop = int(hop)
         if self.window != cfg["model"]["max_seq_len"]:
             raise InputError(f"window must equal max_seq_len ({cfg['model']['max_seq_len']}) so that every window "
                              "is padded as in training")
         d = cfg["dataset"]
-        self.fps = float(fps or d["default_fps"] or 0)
-        if self.fps <= 0:
-            raise InputError("fps is required (the config has no dataset.default_fps)")
+        if fps is None:
+            fps = d["default_fps"]
+            if fps is None:
+                raise InputError("fps is required (the config has no dataset.default_fps)")
+        self.fps = positive_number(fps, "fps")
         self.stride, self.nframes = d["feat_stride"], d["num_frames"]
         self.video_id = video_id
         self.latencies: deque[float] = deque(maxlen=latency_history)
@@ -113,7 +136,15 @@ class StreamingDetector:
         if self._flushed:
             raise InputError("stream already flushed; start a new StreamingDetector")
         t0 = time.perf_counter()
-        x = check_features(chunk, self.det.cfg, name="chunk")  # (C, t)
+        pieces = check_chunk(chunk, self.det.cfg, self.window)  # all checked before the state changes
+        out = []
+        for x in pieces:
+            out += self._push_checked(x)
+        if pieces:
+            self.latencies.append(time.perf_counter() - t0)
+        return self._merge(out)
+
+    def _push_checked(self, x: torch.Tensor) -> list[DetectionResult]:
         self._chunks.append(x)
         self._received += x.shape[1]
         out = []
@@ -134,8 +165,7 @@ class StreamingDetector:
         if keep_from > self._buf_start:
             self._chunks = [self._buffer()[:, keep_from - self._buf_start:]]
             self._buf_start = keep_from
-        self.latencies.append(time.perf_counter() - t0)
-        return self._merge(out)
+        return out
 
     def flush(self) -> DetectionResult:
         """End of stream: every detection not emitted yet."""

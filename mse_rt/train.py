@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .config import fpn_strides
 from .data import seconds_to_steps
+from .fileio import atomic_output
 from .graph import boundary_windows
 from .model import MSETAD, build_model
 from .preprocess import make_mask
@@ -278,8 +279,8 @@ def train(cfg: dict, videos: list[dict], opts: TrainOptions, out_path: str | Pat
                     f"{time.perf_counter() - t0:.0f} s")
     if out_path is not None:
         out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(trainer.checkpoint(trainer.epochs), out_path)
+        with atomic_output(out_path, what="checkpoint") as tmp:
+            torch.save(trainer.checkpoint(trainer.epochs), tmp)
         if log:
             log(f"saved {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) after {time.perf_counter() - t0:.0f} s")
     return trainer

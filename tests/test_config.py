@@ -89,3 +89,52 @@ def test_bad_files(tmp_path):
     p.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(p)
+
+
+@pytest.mark.parametrize("section,key,value,allowed", [
+    ("dataset", "feat_stride", -4, r"\(0, inf\)"),
+    ("dataset", "feat_stride", 0, r"\(0, inf\)"),
+    ("test_cfg", "max_seg_num", -5, r"\[1, inf\)"),
+    ("model", "n_head", 0, r"\[1, inf\)"),
+    ("test_cfg", "nms_sigma", 0, r"\(0, inf\)"),
+    ("model", "k", -1.5, r"\(0, inf\)"),
+    ("dataset", "input_dim", -64, r"\[1, inf\)"),
+    ("dataset", "num_classes", 0, r"\[1, inf\)"),
+    ("test_cfg", "iou_threshold", 1.5, r"\[0, 1\]"),
+    ("test_cfg", "pre_nms_thresh", -0.1, r"\[0, 1\]"),
+    ("test_cfg", "voting_thresh", float("nan"), r"\[0, 1\]"),
+    ("model", "max_buffer_len_factor", 0.5, r"\[1, inf\)"),
+])
+def test_values_out_of_range_name_the_key_and_range(tmp_path, section, key, value, allowed):
+    data = _base()
+    data[section][key] = value
+    with pytest.raises(ConfigError, match=rf"'{section}\.{key}' = .* out of range; allowed: {allowed}"):
+        load_config(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("value", ["thirty", 0, -30, True])
+def test_default_fps_must_be_a_positive_number(tmp_path, value):
+    data = _base()
+    data["dataset"]["default_fps"] = value
+    with pytest.raises(ConfigError, match=r"dataset\.default_fps' must be a number > 0 or null"):
+        load_config(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("section,key,value,match", [
+    ("model", "backbone_arch", [2, -1, 5], r"backbone_arch' must hold 3 integers >= 0"),
+    ("model", "regression_range", [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10]], r"level 5"),
+])
+def test_structured_values(tmp_path, section, key, value, match):
+    data = _base()
+    data[section][key] = value
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, data))
+
+
+def test_published_configs_ship_with_the_package():
+    from mse_rt.config import PUBLISHED_CONFIGS, published_config
+
+    for name in PUBLISHED_CONFIGS:
+        assert load_config(published_config(name))["model"]["mse_mlp_dim"] > 0
+    with pytest.raises(ConfigError, match="unknown published config"):
+        published_config("kinetics")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from mse_rt import InputError
 from mse_rt.cli import main
 from mse_rt.eval import ANET_TIOUS, THUMOS_TIOUS, evaluate, interpolated_ap
 
@@ -72,3 +73,89 @@ def test_cli_eval(tmp_path, capsys):
     out = capsys.readouterr().out
     z = np.load(GOLDEN / "eval.npz")
     assert f"{float(z['thumos_avg']) * 100:.2f}" in out
+
+
+def _gt_multi():
+    return {"database": {
+        "v1": {"subset": "validation", "annotations": [{"segment": [0, 10], "label_id": 0, "label": "jump"}]},
+        "v2": {"subset": "test", "annotations": [{"segment": [5, 9], "label_id": 1, "label": "run"}]}}}
+
+
+def _pred(entries):
+    return {"results": {"v1": entries}}
+
+
+@pytest.mark.parametrize("gt,match", [
+    (_gt([((10, 2), 0)]), "end 2.0 < start 10.0"),
+    ({"database": {"v": {"subset": "validation", "annotations": [{"segment": [0, 1]}]}}}, "missing key 'label_id'"),
+    ({"database": {"v": {"subset": "validation", "annotations": [{"segment": [0, "x"], "label_id": 0}]}}},
+     "segment end must be a number"),
+    ({"videos": {}}, "'database' object"),
+    ({"database": {"v": {"subset": "validation", "annotations": [{"segment": [3, 3], "label_id": 0}]}}},
+     "no \\(non-empty\\) action instance"),
+])
+def test_bad_ground_truth(gt, match):
+    with pytest.raises(InputError, match=match):
+        evaluate(_pred([]), gt, [0.5])
+
+
+@pytest.mark.parametrize("entry,match", [
+    ({"segment": [0, 10], "score": "high", "label": 0}, "score must be a number"),
+    ({"segment": [0, 10], "label": 0}, "missing key 'score'"),
+    ({"score": 0.5, "label": 0}, "missing key 'segment'"),
+    ({"segment": [0, 10], "score": 0.9, "label": "fly"}, "class name 'fly' is not in the ground truth"),
+])
+def test_bad_predictions(entry, match):
+    with pytest.raises(InputError, match=match):
+        evaluate(_pred([entry]), _gt_multi(), [0.5], split="validation")
+
+
+@pytest.mark.parametrize("tious", [[0.0], [1.5], [-0.3, 0.5], []])
+def test_tiou_thresholds_must_lie_in_0_1(tious):
+    with pytest.raises(InputError, match="tIoU thresholds"):
+        evaluate(_pred([]), _gt([((0, 10), 0)]), tious)
+
+
+def test_class_names_map_through_the_ground_truth():
+    by_id = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": 0}]), _gt_multi(), [0.5], split="validation")
+    by_name = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": "jump"}]), _gt_multi(), [0.5],
+                       split="validation")
+    assert by_id.mAP[0] == by_name.mAP[0] == pytest.approx(1.0)
+
+
+def test_split_must_be_chosen_when_the_ground_truth_mixes_subsets():
+    with pytest.raises(InputError, match=r"several subsets \(test: 1 videos, validation: 1 videos\)"):
+        evaluate(_pred([]), _gt_multi(), [0.5])
+    r = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": 0}]), _gt_multi(), [0.5], split="all")
+    assert r.subsets == ["test", "validation"] and r.classes == [0, 1] and r.mAP[0] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="no ground truth of subset 'training'"):
+        evaluate(_pred([]), _gt_multi(), [0.5], split="training")
+
+
+def test_cli_eval_errors_are_one_line(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_gt_multi()))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["eval", "--gt", str(gt), "--split", "validation", str(bad)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps(_pred([{"segment": [0, 10], "score": 0.9, "label": "jump"}])))
+    assert main(["eval", "--gt", str(gt), "--tious", "0,0.5", str(good), "--split", "validation"]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
+    assert main(["eval", "--gt", str(gt), "--tious", "0.5", str(good)]) == 2  # two subsets, no --split
+    assert main(["eval", "--gt", str(gt), "--tious", "0.5", "--split", "validation", str(good)]) == 0
+    assert "subset(s) scored: validation" in capsys.readouterr().out
+
+
+def test_swapped_predictions_are_false_positives_or_refused_when_strict():
+    z, preds = _golden_preds()
+    n_swapped = int((z["pred_t_end"] < z["pred_t_start"]).sum())
+    assert n_swapped > 0  # the reference's own prediction set holds some: its mAP counts them as FPs
+    r = evaluate(preds, GOLDEN / "eval_gt.json", THUMOS_TIOUS, split="validation")
+    assert r.swapped == n_swapped and np.isfinite(r.mAP).all()
+    with pytest.raises(InputError, match="start and end swapped"):
+        evaluate(preds, GOLDEN / "eval_gt.json", THUMOS_TIOUS, split="validation", strict=True)
+    one = [{"segment": [0, 10], "score": 0.9, "label": 0}]
+    assert evaluate(_pred(one + [{"segment": [10, 0], "score": 0.95, "label": 0}]), _gt_multi(), [0.5],
+                    split="validation").mAP[0] == pytest.approx(0.5)  # FP ranked first: precision 1/2 at recall 1

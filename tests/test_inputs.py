@@ -82,3 +82,68 @@ def test_backend_checks_raw_infer(det):
         det.backend.infer(torch.zeros(1, 64, 256, dtype=torch.float64), torch.tensor([10]))
     with pytest.raises(InputError, match="lengths must lie"):
         det.backend.infer(torch.zeros(1, 64, 256), torch.tensor([0]))
+
+
+def test_duplicate_video_ids_are_refused(det):
+    x = np.zeros((20, 64), np.float32)
+    with pytest.raises(InputError, match="duplicate video ids: 'a'"):
+        det.detect_batch([x, x], fps=30, video_ids=["a", "a"])
+    with pytest.raises(InputError, match="duplicate video ids: '1'"):
+        det.detect_batch([x, x], fps=30, video_ids=[1, "1"])  # both become "1" in the results JSON
+    with pytest.raises(InputError, match="duplicate"):
+        mse_rt.write_results_json([det.detect(x, fps=30, video_id="v")] * 2, "unused.json")
+
+
+@pytest.mark.parametrize("fps", [np.float32(30), np.int64(30), np.array(30.0), torch.tensor(30.0), 30])
+def test_numeric_scalars_of_any_type_are_accepted(det, fps):
+    x = np.random.default_rng(2).standard_normal((40, 64)).astype(np.float32)
+    ref = det.detect(x, fps=30.0, duration=6.0)
+    got = det.detect(x, fps=fps, duration=np.float64(6.0))
+    np.testing.assert_array_equal(ref.segments, got.segments)
+    assert got.fps == 30.0 and type(got.fps) is float
+
+
+@pytest.mark.parametrize("fps,match", [("30", "must be a number"), (True, "must be a number"),
+                                       (float("nan"), "positive finite"), (-1, "positive finite")])
+def test_bad_fps_values(det, fps, match):
+    with pytest.raises(InputError, match=match):
+        det.detect(np.zeros((20, 64), np.float32), fps=fps)
+
+
+@pytest.mark.parametrize("duration,match", [(-5, "positive finite"), (float("nan"), "positive finite"),
+                                            (0, "positive finite"), ("5", "must be a number"),
+                                            (1.0, "far shorter than its features")])
+def test_bad_durations(det, duration, match):
+    # 100 steps every 4 frames at 30 fps: the last window starts at 13.2 s
+    with pytest.raises(InputError, match=match):
+        det.detect(np.zeros((100, 64), np.float32), fps=30, duration=duration)
+
+
+def test_duration_near_the_feature_span_is_accepted(det):
+    x = np.random.default_rng(3).standard_normal((100, 64)).astype(np.float32)
+    r = det.detect(x, fps=30, duration=12.5)  # a little shorter than 13.2 s: rounding, padded features
+    assert (r.segments <= 12.5).all() and (r.segments >= 0).all()
+
+
+def test_batched_results_match_one_at_a_time_under_the_documented_guarantee(det):
+    """The guarantee (README, Padding policy and batching): not bit-identical (oneDNN picks other
+    convolution kernels for other batch sizes), but head outputs within 1e-4 relative and the
+    detections one-to-one: same label, score within 1e-5, both ends within 1e-3 s."""
+    from mse_rt.preprocess import pad_batch, pad_policy_length
+
+    from golden_utils import assert_close_rel, match_detections
+
+    rng = np.random.default_rng(7)
+    lengths = [int(t) for t in rng.integers(10, 256, 9)] + [int(t) for t in rng.integers(257, 700, 6)]
+    videos = [rng.standard_normal((t, 64)).astype(np.float32) for t in lengths]
+    batched = det.detect_batch(videos, fps=30.0)
+    single = [det.detect(v, fps=30.0) for v in videos]
+    for i, (b, s) in enumerate(zip(batched, single)):
+        match_detections(b.segments, b.scores, b.labels, s.segments, s.scores, s.labels, f"video {i} (T={lengths[i]})")
+    short = [torch.from_numpy(v).T for v, t in zip(videos, lengths) if pad_policy_length(t, det.cfg) == 256]
+    x, lens = pad_batch(short, 256)
+    heads = det.backend.infer(x, lens)
+    for j in range(len(short)):
+        one = det.backend.infer(*pad_batch([short[j]], 256))
+        for k in heads:
+            assert_close_rel(heads[k][j].numpy(), one[k][0].numpy(), f"{k} of video {j}")

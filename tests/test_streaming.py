@@ -103,3 +103,50 @@ def test_bad_arguments(det):
     s = StreamingDetector(det)
     with pytest.raises(InputError, match="expected 32 feature channels"):
         s.push(np.zeros((5, 31), np.float32))
+
+
+def test_zero_length_chunk_is_a_no_op(det):
+    (feats, _, _), _ = _video(11, 400, 400)
+    a = StreamingDetector(det, hop=64, fps=30.0)
+    b = StreamingDetector(det, hop=64, fps=30.0)
+    parts_a, parts_b = [], []
+    for i in range(0, 400, 50):
+        parts_a.append(a.push(feats[i:i + 50]))
+        assert len(a.push(np.zeros((0, 32), np.float32))) == 0  # nothing new, nothing final
+        parts_b.append(b.push(feats[i:i + 50]))
+    assert a._received == b._received == 400
+    ra, rb = a.flush(), b.flush()
+    for x, y in zip(parts_a + [ra], parts_b + [rb]):
+        np.testing.assert_array_equal(x.segments, y.segments)
+    with pytest.raises(InputError, match="expected 32 feature channels"):
+        StreamingDetector(det, fps=30.0).push(np.zeros((0, 31), np.float32))
+
+
+def test_chunk_longer_than_the_buffer_is_split(det):
+    (feats, _, _), _ = _video(12, 1000, 1000)
+    whole = StreamingDetector(det, hop=128, fps=30.0)
+    one = whole.push(feats)  # 1000 steps > window (256) and > what check_features allows at once here
+    tail = whole.flush()
+    segs, scores, labels, _ = _stream(det, feats, chunk=256)
+    got = (np.concatenate([one.segments, tail.segments]), np.concatenate([one.scores, tail.scores]),
+           np.concatenate([one.labels, tail.labels]))
+    assert _as_set(*got) == _as_set(segs, scores, labels)
+
+
+def test_bad_chunk_leaves_the_stream_intact(det):
+    (feats, _, _), _ = _video(13, 900, 900)
+    s = StreamingDetector(det, hop=128, fps=30.0)
+    s.push(feats[:300])
+    bad = feats[300:900].copy()
+    bad[500, 0] = np.nan  # in the second piece of a long chunk: nothing of the chunk may be taken
+    with pytest.raises(InputError, match="NaN"):
+        s.push(bad)
+    assert s._received == 300
+
+
+@pytest.mark.parametrize("kw,match", [({"hop": 0}, "hop must be an integer in"), ({"hop": -4}, "hop"),
+                                      ({"hop": 2.5}, "hop"), ({"fps": float("nan")}, "fps must be a positive"),
+                                      ({"fps": -30}, "fps must be a positive"), ({"fps": "30"}, "fps must be a number")])
+def test_bad_construction_arguments(det, kw, match):
+    with pytest.raises(InputError, match=match):
+        StreamingDetector(det, **kw)

@@ -95,7 +95,7 @@ def test_check_onnx_finds_problems(tmp_path, capsys):
 
 def test_engine_file_round_trip_and_errors(tmp_path):
     plan = bytes(range(256)) * 40
-    meta = {"format": "mse_rt.engine/1", "config": {"a": 1}, "tensorrt_version": "10.9.0", "gpu": "X"}
+    meta = {"format": "mse_rt.engine/1", "config": {"a": 1}, "profiles": [], "tensorrt_version": "10.9.0", "gpu": "X"}
     p = write_engine_file(tmp_path / "m.engine", plan, meta)
     got_meta, got_plan = read_engine_file(p)
     assert got_meta == meta and got_plan == plan
@@ -185,6 +185,6 @@ def test_engine_end_to_end(tmp_path, onnx_files):  # pragma: no cover - GPU mach
 def test_from_engine_without_tensorrt(tmp_path):
     with pytest.raises(BackendError, match="engine file not found"):
         mse_rt.Detector.from_engine(tmp_path / "none.engine")
-    p = write_engine_file(tmp_path / "m.engine", b"plan", {"config": {}, "tensorrt_version": "10.0.0"})
+    p = write_engine_file(tmp_path / "m.engine", b"plan", {"config": {}, "profiles": [], "tensorrt_version": "10.0.0"})
     with pytest.raises(BackendError, match="pip install tensorrt"):
         mse_rt.Detector.from_file(p)

@@ -11,9 +11,12 @@ a forward pass only when they share it, SPEC section 7) -> backend forward -> ba
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import tempfile
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,13 +27,50 @@ import torch
 from ..checkpoint import file_sha256, load_checkpoint
 from ..config import fpn_strides, load_config
 from ..decode import Candidates, decode_dense
-from ..errors import BackendError, InputError
+from ..errors import BackendError, InputError, ModelFileError
+from ..fileio import OutputError, check_output_path
 from ..graph import level_lengths
 from ..model import build_model
 from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
-from ..results import DetectionResult
+from ..results import DetectionResult, check_unique_ids
+from ..values import check_duration, is_scalar, positive_number
 from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, tensorrt_backend, triton_backend
+
+
+def export_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """Folder of exported models: ``cache_dir``, else ``$MSE_RT_CACHE``, else ``~/.cache/mse_rt``.
+
+    An unwritable default falls back to a folder in the system temp dir with a warning that
+    names ``MSE_RT_CACHE``; an unwritable folder the caller chose raises :class:`OutputError`.
+    """
+    chosen = cache_dir or os.environ.get("MSE_RT_CACHE")
+    path = Path(chosen) if chosen else Path.home() / ".cache" / "mse_rt"
+    try:
+        check_output_path(path / ".probe", what="export cache")
+        return path
+    except OutputError as exc:
+        if chosen:
+            raise OutputError(f"{exc} (export cache from {'cache_dir' if cache_dir else 'MSE_RT_CACHE'}); "
+                              "choose a writable folder") from exc
+        fallback = Path(tempfile.gettempdir()) / f"mse_rt_cache_{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        warnings.warn(f"export cache {path} is not writable ({exc}); using {fallback} instead "
+                      "(set MSE_RT_CACHE to choose the folder)", RuntimeWarning, stacklevel=3)
+        check_output_path(fallback / ".probe", what="export cache")
+        return fallback
+
+
+def _cached(path: Path, build, load):
+    """Load the cache entry ``path`` (building it first when absent); a damaged entry
+    (:class:`ModelFileError`: checksum mismatch, unreadable) is removed and rebuilt once."""
+    if path.is_file():
+        try:
+            return load(path)
+        except ModelFileError as exc:
+            warnings.warn(f"damaged export cache entry {path} ({exc}); rebuilding it", RuntimeWarning, stacklevel=3)
+            path.unlink(missing_ok=True)
+    build(path)
+    return load(path)
 
 
 def _to_cpu(c: Candidates) -> Candidates:
@@ -89,26 +129,30 @@ class Detector:
 
         key = hashlib.sha256(
             f"{file_sha256(ckpt_path)}|{config_to_json(cfg)}|{_version()}".encode()).hexdigest()[:24]
-        cache = Path(cache_dir or os.environ.get("MSE_RT_CACHE", Path.home() / ".cache" / "mse_rt"))
+        cache = export_cache_dir(cache_dir)
         opts = dict(backend_options or {})
         if backend == "tensorrt":  # pragma: no cover - needs TensorRT and a GPU
             from ..export import build_engine, export_onnx
             from ..export.tensorrt import gpu_identity
 
             fp16 = opts.pop("fp16", True)
-            tag = hashlib.sha256(f"{key}|{fp16}|{gpu_identity()}".encode()).hexdigest()[:24]
-            engine = cache / "engines" / f"{tag}.engine"
-            if not engine.is_file():
-                onnx_path = export_onnx(model, cache / "onnx" / f"{key}_{'fp16' if fp16 else 'fp32'}.onnx",
+            max_batch = opts.pop("max_batch", 8)
+            tag = hashlib.sha256(f"{key}|{fp16}|{max_batch}|{gpu_identity()}".encode()).hexdigest()[:24]
+
+            def build_trt(engine: Path) -> None:
+                onnx_path = export_onnx(copy.deepcopy(model), cache / "onnx" / f"{key}_{'fp16' if fp16 else 'fp32'}.onnx",
                                         precision="fp16" if fp16 else "fp32")
-                build_engine(onnx_path, engine, fp16=fp16, max_batch=opts.pop("max_batch", 8))
-            return cls.from_engine(engine, **opts, **kwargs)
-        onnx_path = cache / "onnx" / f"{key}.onnx"
-        if not onnx_path.is_file():
+                build_engine(onnx_path, engine, fp16=fp16, max_batch=max_batch)
+
+            return _cached(cache / "engines" / f"{tag}.engine", build_trt,
+                           lambda p: cls.from_engine(p, **opts, **kwargs))
+
+        def build_onnx(path: Path) -> None:
             from ..export import export_onnx
 
-            export_onnx(model, onnx_path)
-        return cls.from_onnx(onnx_path, **opts, **kwargs)
+            export_onnx(model, path)
+
+        return _cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_onnx(p, **opts, **kwargs))
 
     @classmethod
     def from_onnx(cls, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
@@ -163,10 +207,11 @@ class Detector:
         if n == 0:
             return []
         fps_list = self._per_video(fps, n, "fps")
-        dur_list = list(durations) if durations is not None else [None] * n
+        dur_list = self._per_video(durations, n, "durations") if durations is not None else [None] * n
         ids = list(video_ids) if video_ids is not None else [f"video_{i}" for i in range(n)]
-        if len(dur_list) != n or len(ids) != n:
-            raise InputError(f"durations / video_ids must have one entry per video ({n})")
+        if len(ids) != n:
+            raise InputError(f"video_ids has {len(ids)} entries for {n} videos")
+        ids = check_unique_ids(ids)
         d = self.cfg["dataset"]
         feats = [check_features(v, self.cfg, name=f"video {ids[i]!r}") for i, v in enumerate(videos)]
         fps_vals = []
@@ -174,9 +219,10 @@ class Detector:
             f = f if f is not None else d["default_fps"]
             if f is None:
                 raise InputError(f"video {ids[i]!r}: fps is required (the config has no dataset.default_fps)")
-            if not (float(f) > 0 and np.isfinite(float(f))):
-                raise InputError(f"video {ids[i]!r}: fps must be a positive number, got {f}")
-            fps_vals.append(float(f))
+            fps_vals.append(positive_number(f, f"video {ids[i]!r}: fps"))
+        for i, dur in enumerate(dur_list):
+            if dur is not None:
+                dur_list[i] = check_duration(dur, feats[i].shape[1], fps_vals[i], d, f"video {ids[i]!r}")
 
         results: list[DetectionResult | None] = [None] * n
         for decoded in self._decoded_batches(feats):
@@ -221,8 +267,10 @@ class Detector:
 
     @staticmethod
     def _per_video(value, n: int, name: str) -> list:
-        if value is None or isinstance(value, (int, float)):
+        if value is None or is_scalar(value):
             return [value] * n
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            raise InputError(f"{name} must be a number or one number per video, got {value!r}")
         values = list(value)
         if len(values) != n:
             raise InputError(f"{name} has {len(values)} entries for {n} videos")

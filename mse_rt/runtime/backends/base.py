@@ -10,7 +10,25 @@ import abc
 
 import torch
 
-from ...errors import InputError
+from ...errors import BackendError, InputError
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here; :class:`BackendError` for an unknown name, a CUDA device
+    on a machine without one, or a CUDA index beyond the GPUs present."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BackendError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but no CUDA GPU is available here "
+                               "(torch.cuda.is_available() is False); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type != "cpu":
+        raise BackendError(f"device {device!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'")
+    return dev
 
 
 class Backend(abc.ABC):
@@ -25,7 +43,7 @@ class Backend(abc.ABC):
 
     def __init__(self, cfg: dict, device: str | torch.device = "cpu") -> None:
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
 
     def check_inputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> None:
         """Names, dtypes and shapes against what the backend was built for."""

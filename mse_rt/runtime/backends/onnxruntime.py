@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ...config import config_from_json
-from ...errors import BackendError, InputError
+from ...errors import BackendError, InputError, ModelFileError
 from ...graph import INPUT_NAMES, OUTPUT_NAMES
+from ...onnx_integrity import CHECKSUM_KEY, verify_onnx_checksum
 from .base import Backend
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -57,7 +58,10 @@ def read_session_config(sess) -> dict:
     if "mse_rt.config" not in meta or not meta.get("mse_rt.format", "").startswith("mse_rt.onnx/"):
         raise BackendError("not an mse_rt ONNX graph (no mse_rt metadata): export one with "
                            "`mse-rt export --format onnx` or mse_rt.export.export_onnx")
-    return config_from_json(meta["mse_rt.config"])
+    try:
+        return config_from_json(meta["mse_rt.config"])
+    except ValueError as exc:  # json.JSONDecodeError, ConfigError
+        raise BackendError(f"the ONNX file's mse_rt.config metadata is not a valid config: {exc}") from exc
 
 
 class OnnxRuntimeBackend(Backend):
@@ -83,15 +87,20 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:
-            raise BackendError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}") from exc
+            raise ModelFileError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
         cfg = read_session_config(self.session)
+        self.verified = verify_onnx_checksum(path, meta.get(CHECKSUM_KEY))
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         if names_in != list(INPUT_NAMES) or names_out != list(OUTPUT_NAMES):
             raise BackendError(f"{path}: inputs {names_in} / outputs {names_out} are not those of an mse_rt graph")
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.static_shape = None if json.loads(meta.get("mse_rt.dynamic", "true")) else json.loads(
-            meta["mse_rt.static_shape"])
+        try:
+            dynamic = json.loads(meta.get("mse_rt.dynamic", "true"))
+            self.static_shape = None if dynamic else [int(v) for v in json.loads(meta["mse_rt.static_shape"])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(f"{path}: invalid mse_rt shape metadata (mse_rt.dynamic / mse_rt.static_shape): "
+                               f"{exc}") from exc
         self.use_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
         super().__init__(cfg, "cuda" if self.use_cuda else "cpu")
         self.path = path
