@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 
 from mse_rt import __version__
-from mse_rt.config import max_div_factor
 from mse_rt.errors import BackendError, ExportError, ModelFileError
 from mse_rt.fileio import atomic_output, atomic_write_bytes
 from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES
-from mse_rt.preprocess import max_video_length
+from mse_rt.preprocess import max_video_length, pad_policy_length
 
 log = logging.getLogger("mse_rt.export")
 
@@ -94,24 +93,52 @@ def read_engine_file(path: str | Path) -> tuple[dict, bytes]:
     return meta, plan
 
 
-def engine_profiles(cfg: dict, max_batch: int = 8) -> dict[str, dict[str, list[int]]]:
-    """Optimisation profile of an engine for this config: shapes of ``feats`` (B, C_in, T) and
-    ``lengths`` (B,). T runs from the top pyramid stride (the shortest length the network is
-    defined for; the reference pads every video to at least max_seq_len anyway) to
-    max_seq_len * max_buffer_len_factor, optimised at max_seq_len; B from 1 to ``max_batch``,
-    optimised at 1."""
-    if max_batch < 1:
-        raise ExportError(f"max_batch must be >= 1, got {max_batch}")
+def engine_profiles(cfg: dict, max_batch: int = 8, long_batch: int = 1) -> list[dict[str, dict[str, list[int]]]]:
+    """Optimisation profiles of an engine for this config: per profile, the shapes of ``feats``
+    (B, C_in, T) and ``lengths`` (B,) as ``{"min", "opt", "max"}``.
+
+    Profile 0 serves batches: B 1..``max_batch``, T from the top pyramid stride (the shortest
+    length the network is defined for) to max_seq_len, optimised at (1, max_seq_len); every video
+    up to max_seq_len is padded to exactly max_seq_len, so this is the common case. When the point
+    buffer allows longer videos, profile 1 serves them: B 1..``long_batch``, T from the first
+    padded length beyond max_seq_len to max_seq_len * max_buffer_len_factor. One profile for both
+    would size activations for B = max_batch at the longest T: with the graph's explicit
+    (B, heads, T, T) attention that is 8 x 4 x 13824^2 x 4 bytes = 24 GB per score tensor at
+    THUMOS size, against 0.7 GB (profile 0) and 3 GB (profile 1) split.
+    """
+    if max_batch < 1 or long_batch < 1:
+        raise ExportError(f"max_batch and long_batch must be >= 1, got {max_batch} and {long_batch}")
     m = cfg["model"]
     c = m["input_dim"]
+    L = m["max_seq_len"]
     t_min = m["scale_factor"] ** m["backbone_arch"][2]
-    t_max = max(max_video_length(cfg), m["max_seq_len"])
-    t_max = (t_max + max_div_factor(cfg) - 1) // max_div_factor(cfg) * max_div_factor(cfg) \
-        if t_max > m["max_seq_len"] else t_max
-    return {
-        "feats": {"min": [1, c, t_min], "opt": [1, c, m["max_seq_len"]], "max": [max_batch, c, t_max]},
+    out = [{
+        "feats": {"min": [1, c, t_min], "opt": [1, c, L], "max": [max_batch, c, L]},
         "lengths": {"min": [1], "opt": [1], "max": [max_batch]},
-    }
+    }]
+    longest = max_video_length(cfg)
+    if longest > L:
+        lo = pad_policy_length(L + 1, cfg)
+        hi = pad_policy_length(longest, cfg)
+        out.append({
+            "feats": {"min": [1, c, lo], "opt": [1, c, hi], "max": [long_batch, c, hi]},
+            "lengths": {"min": [1], "opt": [1], "max": [long_batch]},
+        })
+    return out
+
+
+def profile_for(profiles: list[dict], batch: int, length: int) -> int | None:
+    """Index of the first profile whose ``feats`` range holds (batch, length), or None."""
+    for i, p in enumerate(profiles):
+        lo, hi = p["feats"]["min"], p["feats"]["max"]
+        if lo[0] <= batch <= hi[0] and lo[2] <= length <= hi[2]:
+            return i
+    return None
+
+
+def normalize_profiles(profiles) -> list[dict]:
+    """Engine files of format 1 written before the split hold one profile as a dict."""
+    return [profiles] if isinstance(profiles, dict) else list(profiles)
 
 
 def import_tensorrt():
@@ -135,7 +162,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
                  timing_cache: str | Path | None = None) -> Path:  # pragma: no cover - needs TensorRT + GPU
     """Build a TensorRT engine from an mse_rt ONNX graph and write the engine file.
 
-    Shapes of ``feats`` default to :func:`engine_profiles` (``lengths`` follows the batch range).
+    Shapes of ``feats`` default to the profiles of :func:`engine_profiles` (``lengths`` follows
+    the batch range); ``min_shape`` / ``opt_shape`` / ``max_shape`` replace them by one profile.
     ``workspace`` bytes; ``timing_cache`` path read if present and written after the build.
     Parser errors are listed one by one in the ExportError.
     """
@@ -158,8 +186,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     if not fp16 and strongly_typed:
         raise ExportError(f"{onnx_path} is an fp16 graph; build it with fp16=True or export an fp32 graph")
     profiles = engine_profiles(cfg, max_batch)
-    fmin, fopt, fmax = (min_shape or profiles["feats"]["min"], opt_shape or profiles["feats"]["opt"],
-                        max_shape or profiles["feats"]["max"])
+    if min_shape or opt_shape or max_shape:
+        first = profiles[0]["feats"]
+        fmin, fopt, fmax = (list(min_shape or first["min"]), list(opt_shape or first["opt"]),
+                            list(max_shape or first["max"]))
+        profiles = [{"feats": {"min": fmin, "opt": fopt, "max": fmax},
+                     "lengths": {"min": [fmin[0]], "opt": [fopt[0]], "max": [fmax[0]]}}]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -176,10 +208,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
     if fp16 and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    profile.set_shape("feats", fmin, fopt, fmax)
-    profile.set_shape("lengths", [fmin[0]], [fopt[0]], [fmax[0]])
-    config.add_optimization_profile(profile)
+    for prof in profiles:
+        profile = builder.create_optimization_profile()
+        for name in ("feats", "lengths"):
+            profile.set_shape(name, prof[name]["min"], prof[name]["opt"], prof[name]["max"])
+        config.add_optimization_profile(profile)
     cache = None
     if timing_cache is not None:
         raw = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
@@ -193,8 +226,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     meta = {
         "format": "mse_rt.engine/1", "mse_rt_version": __version__, "tensorrt_version": trt.__version__,
         "config": json.loads(meta_onnx["mse_rt.config"]), "precision": "fp16" if fp16 else "fp32",
-        "strongly_typed": strongly_typed, "profiles": {"feats": {"min": list(fmin), "opt": list(fopt),
-                                                                  "max": list(fmax)}},
+        "strongly_typed": strongly_typed, "profiles": profiles,
         "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),
         "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), **gpu_identity(),
     }
@@ -245,7 +277,7 @@ def gpu_check_rows(row, configs: Path) -> None:  # pragma: no cover - GPU + Tens
     with tempfile.TemporaryDirectory() as tmp:
         eager = mse_rt.Detector.from_model(cfg, model.cuda(), device="cuda")
         for prec in ("fp32", "fp16"):
-            onnx_path = export_onnx(model.cpu(), Path(tmp) / f"m_{prec}.onnx", precision=prec, validate=False)
+            onnx_path = export_onnx(model, Path(tmp) / f"m_{prec}.onnx", precision=prec, validate=False)
             t0 = time.perf_counter()
             eng = build_engine(onnx_path, Path(tmp) / f"m_{prec}.engine", fp16=prec == "fp16")
             t_build = time.perf_counter() - t0

@@ -37,7 +37,22 @@ def next_pow2(n: int) -> int:
 
 def block_size(gpu_default: int, interpret_default: int, requested: int | None = None) -> int:
     """Tile size: the caller's, else the GPU default, or a larger one in the interpreter (its cost
-    is per program and per op, so fewer, bigger programs run much faster on CPU)."""
+    is per program and per op, so fewer, bigger programs run much faster on CPU). ``tl.arange``
+    needs a power of two: anything else is an :class:`InputError` here, not a compile error."""
     if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1 or requested & (requested - 1):
+            raise InputError(f"block sizes must be powers of two >= 1, got {requested!r}")
         return requested
     return interpret_default if interpreting() else gpu_default
+
+
+INT32_MAX = 2**31 - 1
+
+
+def check_int32_slices(name: str, t: torch.Tensor) -> None:
+    """The kernels index one batch element with int32 offsets (the batch offset is int64):
+    refuse a tensor whose per-element span reaches 2^31 instead of wrapping silently."""
+    span = sum((size - 1) * abs(stride) for size, stride in zip(t.shape[1:], t.stride()[1:]) if size > 0)
+    if span > INT32_MAX:
+        raise InputError(f"{name}: one batch element spans {span + 1} elements (shape {tuple(t.shape)}), beyond "
+                         "the kernels' int32 indexing; split the sequence")

@@ -15,7 +15,7 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import block_size, check_tensor
+from ._common import block_size, check_int32_slices, check_tensor
 
 
 @triton.jit
@@ -25,7 +25,7 @@ def _afm_residual_kernel(
     sxb, sxc, sxt, s1b, s1c, s1t, sab, sac, sat, syb, syc, syt,
     BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
+    pid_b = tl.program_id(0).to(tl.int64)  # batch offsets in int64: B * C * T may exceed 2^31
     pid_c = tl.program_id(1)
     pid_t = tl.program_id(2)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -65,6 +65,7 @@ def afm_residual(x: torch.Tensor, out1: torch.Tensor, attn: torch.Tensor, mean: 
     am = mask.reshape(B, T).to(torch.float32).contiguous()
     if mean.shape != (B, T) or rstd.shape != (B, T):
         raise InputError(f"mean / rstd must be (B, T) = {(B, T)}")
+    check_int32_slices("x", x)
     y = torch.empty_like(x)
     block_c, block_t = block_size(32, 256, block_c), block_size(64, 512, block_t)
     grid = (B, triton.cdiv(C, block_c), triton.cdiv(T, block_t))

@@ -16,7 +16,7 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import block_size, check_tensor
+from ._common import block_size, check_int32_slices, check_tensor
 
 
 @triton.jit
@@ -48,7 +48,7 @@ def _channel_layernorm_kernel(
     eps,
     BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
+    pid_b = tl.program_id(0).to(tl.int64)  # batch offsets in int64: B * C * T may exceed 2^31
     pid_t = tl.program_id(1)
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     tmask = t < T
@@ -75,6 +75,7 @@ def channel_layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
         raise InputError(f"weight / bias have {weight.numel()} / {bias.numel()} entries for C = {C}")
     if weight.device != x.device or bias.device != x.device:
         raise InputError("weight / bias must be on the same device as x")
+    check_int32_slices("x", x)
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y

@@ -26,8 +26,11 @@ import triton.language as tl
 
 from mse_rt.errors import InputError
 
-from ._common import block_size, check_tensor
+from ._common import block_size, check_int32_slices, check_tensor
 from .channel_layernorm import channel_mean_rstd
+
+# Warps of the main stage-1 kernel: see the register table in the module docstring.
+LDM_AFM_NUM_WARPS = 8
 
 
 @triton.jit
@@ -38,7 +41,7 @@ def _ln_stats_kernel(
     eps,
     BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
+    pid_b = tl.program_id(0).to(tl.int64)
     pid_t = tl.program_id(1)
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     tmask = t < T
@@ -58,22 +61,15 @@ def _ln_stats_kernel(
 
 
 @triton.jit
-def _ldm_afm_kernel(
-    x_ptr, mean_ptr, rstd_ptr, part_ptr,
-    lnw_ptr, lnb_ptr, psi_w_ptr, psi_b_ptr, fc_w_ptr, fc_b_ptr, cw_w_ptr, cw_b_ptr, ckw_w_ptr, ckw_b_ptr,
-    g_w_ptr, g_b_ptr, dw_ptr, out_ptr,
+def _phi_kernel(
+    part_ptr, g_w_ptr, g_b_ptr, phi_ptr,
     C, T, n_tb,
-    sxb, sxc, sxt, sob, soc, sot,
-    KMAX: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_NT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_NT: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    pid_t = tl.program_id(2)
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    # global gate once per (b, C block): phi = relu(g_w * mean_T(ln) + g_b) from the partial sums
+    pid_b = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    tmask = t < T
-    # global gate: phi = relu(g_w * mean_T(ln) + g_b)
     tsum = tl.zeros((BLOCK_C,), dtype=tl.float32)
     for j0 in range(0, n_tb, BLOCK_NT):
         j = j0 + tl.arange(0, BLOCK_NT)
@@ -81,29 +77,53 @@ def _ldm_afm_kernel(
         tsum += tl.sum(tl.load(part_ptr + (pid_b * n_tb + j[:, None]) * C + c[None, :], mask=pm, other=0.0), axis=0)
     phi = tl.maximum(tl.load(g_w_ptr + c, mask=cmask, other=0.0) * (tsum / T)
                      + tl.load(g_b_ptr + c, mask=cmask, other=0.0), 0.0)
+    tl.store(phi_ptr + pid_b * C + c, phi, mask=cmask)
+
+
+@triton.jit
+def _ldm_afm_kernel(
+    x_ptr, mean_ptr, rstd_ptr, phi_ptr,
+    lnw_ptr, lnb_ptr, psi_w_ptr, psi_b_ptr, fc_w_ptr, fc_b_ptr, wkw_w_ptr, wkw_b_ptr, dw_ptr, out_ptr,
+    C, T,
+    sxb, sxc, sxt, sob, soc, sot,
+    KMAX: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)  # batch offsets in int64: B * C * T may exceed 2^31
+    pid_c = tl.program_id(1)
+    pid_t = tl.program_id(2)
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    tmask = t < T
+    x_base = x_ptr + pid_b * sxb
+    phi = tl.load(phi_ptr + pid_b * C + c, mask=cmask, other=0.0)
     lnw = tl.load(lnw_ptr + c, mask=cmask, other=0.0)
     lnb = tl.load(lnb_ptr + c, mask=cmask, other=0.0)
+    # two accumulators: psi and w + kw (the two depthwise convs of one input summed tap by tap:
+    # one conv with the summed taps; a third accumulator cost ~60 registers per thread)
     acc_psi = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
-    acc_w = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
-    acc_kw = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
-    ln_c = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
+    acc_wkw = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
     PAD: tl.constexpr = KMAX // 2
-    for k in tl.static_range(KMAX):
+    # A dynamic loop over the taps, not tl.static_range: fully unrolled, the compiler hoists all
+    # KMAX tile loads ahead of the math (255 registers and spills at KMAX 21, sm_90).
+    for k in range(KMAX):
         pos = t + (k - PAD)
         pmask = (pos >= 0) & (pos < T)
         m = cmask[:, None] & pmask[None, :]
-        x = tl.load(x_ptr + pid_b * sxb + c[:, None] * sxc + pos[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
+        x = tl.load(x_base + c[:, None] * sxc + pos[None, :] * sxt, mask=m, other=0.0).to(tl.float32)
         mu = tl.load(mean_ptr + pid_b * T + pos, mask=pmask, other=0.0)
         rs = tl.load(rstd_ptr + pid_b * T + pos, mask=pmask, other=0.0)
         ln = tl.where(m, (x - mu[None, :]) * rs[None, :] * lnw[:, None] + lnb[:, None], 0.0)  # zero padding
         acc_psi += tl.load(psi_w_ptr + c * KMAX + k, mask=cmask, other=0.0)[:, None] * ln
-        acc_w += tl.load(cw_w_ptr + c * KMAX + k, mask=cmask, other=0.0)[:, None] * ln
-        acc_kw += tl.load(ckw_w_ptr + c * KMAX + k, mask=cmask, other=0.0)[:, None] * ln
-        if k == PAD:
-            ln_c = ln
+        acc_wkw += tl.load(wkw_w_ptr + c * KMAX + k, mask=cmask, other=0.0)[:, None] * ln
+    # the centre tap again (an L1 / L2 hit) for the fc and identity terms
+    mc = cmask[:, None] & tmask[None, :]
+    xc = tl.load(x_base + c[:, None] * sxc + t[None, :] * sxt, mask=mc, other=0.0).to(tl.float32)
+    mu_c = tl.load(mean_ptr + pid_b * T + t, mask=tmask, other=0.0)
+    rs_c = tl.load(rstd_ptr + pid_b * T + t, mask=tmask, other=0.0)
+    ln_c = tl.where(mc, (xc - mu_c[None, :]) * rs_c[None, :] * lnw[:, None] + lnb[:, None], 0.0)
     psi = acc_psi + tl.load(psi_b_ptr + c, mask=cmask, other=0.0)[:, None]
-    w_kw = acc_w + acc_kw + (tl.load(cw_b_ptr + c, mask=cmask, other=0.0)
-                             + tl.load(ckw_b_ptr + c, mask=cmask, other=0.0))[:, None]
+    w_kw = acc_wkw + tl.load(wkw_b_ptr + c, mask=cmask, other=0.0)[:, None]
     fc = tl.load(fc_w_ptr + c, mask=cmask, other=0.0)[:, None] * ln_c + tl.load(fc_b_ptr + c, mask=cmask, other=0.0)[:, None]
     dw0 = tl.load(dw_ptr + 0)
     dw1 = tl.load(dw_ptr + 1)
@@ -131,8 +151,9 @@ def pack_block_weights(block) -> dict:
         "ln_w": f(block.ln.weight), "ln_b": f(block.ln.bias), "eps": block.ln.eps,
         "psi_w": _taps(block.psi.weight.detach(), kmax), "psi_b": f(block.psi.bias),
         "fc_w": f(block.fc.weight), "fc_b": f(block.fc.bias),
-        "cw_w": _taps(block.convw.weight.detach(), kmax), "cw_b": f(block.convw.bias),
-        "ckw_w": _taps(block.convkw.weight.detach(), kmax), "ckw_b": f(block.convkw.bias),
+        # convw and convkw read the same input: one conv with the summed (zero-padded) taps
+        "wkw_w": (_taps(block.convw.weight.detach(), kmax) + _taps(block.convkw.weight.detach(), kmax)).contiguous(),
+        "wkw_b": (f(block.convw.bias) + f(block.convkw.bias)).contiguous(),
         "g_w": f(block.global_fc.weight), "g_b": f(block.global_fc.bias),
         "dw": f(block.dynamic_weight),
     }
@@ -150,6 +171,7 @@ def ldm_afm_stage1(x: torch.Tensor, packed: dict, block_c: int | None = None, bl
         raise InputError(f"block weights on {packed['ln_w'].device}, x on {x.device}")
     if T == 0:
         raise InputError("x has T = 0 steps")
+    check_int32_slices("x", x)
     block_c, block_t = block_size(32, 256, block_c), block_size(64, 512, block_t)
     n_tb = triton.cdiv(T, block_t)
     mean = torch.empty(B, T, dtype=torch.float32, device=x.device)
@@ -159,13 +181,18 @@ def ldm_afm_stage1(x: torch.Tensor, packed: dict, block_c: int | None = None, bl
         x, packed["ln_w"], packed["ln_b"], mean, rstd, part, C, T, n_tb,
         x.stride(0), x.stride(1), x.stride(2), float(packed["eps"]), BLOCK_C=block_size(64, 256), BLOCK_T=block_t,
     )
+    # the gate's mean over T, reduced once per (b, C) instead of by every (C, T) program
+    phi = torch.empty(B, C, dtype=torch.float32, device=x.device)
+    phi_block_c = block_size(64, 256)
+    _phi_kernel[(B, triton.cdiv(C, phi_block_c))](
+        part, packed["g_w"], packed["g_b"], phi, C, T, n_tb, BLOCK_C=phi_block_c, BLOCK_NT=16,
+    )
     out = torch.empty_like(x)
     _ldm_afm_kernel[(B, triton.cdiv(C, block_c), n_tb)](
-        x, mean, rstd, part, packed["ln_w"], packed["ln_b"], packed["psi_w"], packed["psi_b"],
-        packed["fc_w"], packed["fc_b"], packed["cw_w"], packed["cw_b"], packed["ckw_w"], packed["ckw_b"],
-        packed["g_w"], packed["g_b"], packed["dw"], out, C, T, n_tb,
+        x, mean, rstd, phi, packed["ln_w"], packed["ln_b"], packed["psi_w"], packed["psi_b"],
+        packed["fc_w"], packed["fc_b"], packed["wkw_w"], packed["wkw_b"], packed["dw"], out, C, T,
         x.stride(0), x.stride(1), x.stride(2), out.stride(0), out.stride(1), out.stride(2),
-        KMAX=packed["kmax"], BLOCK_C=block_c, BLOCK_T=block_t, BLOCK_NT=16,
+        KMAX=packed["kmax"], BLOCK_C=block_c, BLOCK_T=block_t, num_warps=LDM_AFM_NUM_WARPS,
     )
     return out, mean, rstd
 

@@ -10,6 +10,12 @@ candidates:
 - ``_hard_nms_kernel``: hard NMS over candidates pre-sorted by descending score (stable).
 IoU uses segment lengths x2 - x1 + 1e-6, as the reference. Score voting (class-agnostic), the
 per-group max_seg_num cut and the final per-video score sort run as batched torch ops.
+
+Arithmetic matches the IEEE float32 of the C++ NMS and the reference: IoU and the Gaussian
+exponent use round-to-nearest division (``tl.div_rn``; a plain ``/`` compiles to the approximate
+``div.full.f32``) and the decay uses libdevice's ``expf`` (``tl.exp`` compiles to
+``ex2.approx.f32``), so scores on a threshold and exact ties resolve as on the CPU. The
+interpreter (CPU tests) uses ``tl.exp``, which it evaluates with NumPy's exp.
 GPU timing: benchmarks/gpu_check.py (not yet measured: no device was lent to this issue).
 """
 
@@ -18,10 +24,19 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from mse_rt.errors import InputError
 
-from ._common import block_size, check_tensor
+from ._common import INT32_MAX, block_size, check_tensor, interpreting
+
+
+@triton.jit
+def _expf(x, PRECISE: tl.constexpr):
+    if PRECISE:
+        return libdevice.exp(x)  # IEEE-accurate expf, not ex2.approx
+    else:
+        return tl.exp(x)
 
 
 @triton.jit
@@ -29,7 +44,7 @@ def _soft_nms_kernel(
     x1_ptr, x2_ptr, sc_ptr, idx_ptr, tmp_ptr, offs_ptr,
     ox1_ptr, ox2_ptr, osc_ptr, oidx_ptr, ocount_ptr,
     sigma, min_score,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, PRECISE: tl.constexpr,
 ):
     g = tl.program_id(0)
     start = tl.load(offs_ptr + g)
@@ -83,8 +98,8 @@ def _soft_nms_kernel(
             x2 = tl.load(x2_ptr + start + p, mask=m, other=0.0)
             s = tl.load(sc_ptr + start + p, mask=m, other=0.0)
             inter = tl.maximum(tl.minimum(x2, bx2) - tl.maximum(x1, bx1), 0.0)
-            ovr = inter / (blen + (x2 - x1 + 1e-6) - inter)
-            s = s * tl.exp(-(ovr * ovr) / sigma)
+            ovr = tl.div_rn(inter, blen + (x2 - x1 + 1e-6) - inter)
+            s = s * _expf(-tl.div_rn(ovr * ovr, sigma), PRECISE)
             tl.store(sc_ptr + start + p, s, mask=m)
             kept += tl.sum(((s >= min_score) & m).to(tl.int32), axis=0)
         tl.debug_barrier()
@@ -151,7 +166,7 @@ def _hard_nms_kernel(
                 x1 = tl.load(x1_ptr + start + p, mask=m, other=0.0)
                 x2 = tl.load(x2_ptr + start + p, mask=m, other=0.0)
                 inter = tl.maximum(tl.minimum(x2, ax2) - tl.maximum(x1, ax1), 0.0)
-                ovr = inter / (alen + (x2 - x1 + 1e-6) - inter)
+                ovr = tl.div_rn(inter, alen + (x2 - x1 + 1e-6) - inter)
                 tl.store(alive_ptr + start + p, tl.zeros_like(p), mask=m & (ovr >= iou_threshold))
             tl.debug_barrier()
     tl.store(ocount_ptr + g, count)
@@ -195,6 +210,8 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
     if not soft and min_score > 0:  # hard NMS filters first (reference)
         keep = P > min_score
         S, P, L, vid = S[keep], P[keep], L[keep], vid[keep]
+    if P.shape[0] > INT32_MAX:
+        raise InputError(f"{P.shape[0]} candidates in one launch exceed the kernels' int32 indexing; split the batch")
     n_cls = int(L.max()) + 1 if L.numel() else 1
     key = vid * n_cls + L if multiclass else vid
     if not soft:  # descending score within the group, stable
@@ -213,7 +230,8 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
             idx = torch.arange(N, dtype=torch.int32, device=dev)
             out = [torch.empty_like(x1), torch.empty_like(x2), torch.empty_like(sc), torch.empty_like(idx)]
             _soft_nms_kernel[(n_groups,)](x1, x2, sc, idx, torch.empty_like(idx), offs, *out, ocount,
-                                          float(test_cfg["nms_sigma"]), min_score, BLOCK=block)
+                                          float(test_cfg["nms_sigma"]), min_score, BLOCK=block,
+                                          PRECISE=not interpreting())
             o_x1, o_x2, o_sc, o_idx = out
         else:
             alive = torch.ones(N, dtype=torch.int32, device=dev)

@@ -37,7 +37,7 @@ def downsample_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
     if stride == 1:
         return mask
     t_out = mask.shape[-1] // stride
-    return mask[..., ::stride][..., :t_out]
+    return mask[..., ::stride][..., :t_out].contiguous()  # strided views would reach SDPA as such
 
 
 class MaskedConv1D(nn.Module):
@@ -134,8 +134,11 @@ class MaskedMHCA(nn.Module):
         q = self.query(self.query_norm(self.query_conv(x, mask)[0]))
         k = self.key(self.key_norm(self.key_conv(x, mask)[0]))
         v = self.value(self.value_norm(self.value_conv(x, mask)[0]))
-        # (B, C, T) -> (B, heads, T, C / heads)
-        q, k, v = (t.view(B, self.n_head, self.n_channels, T).transpose(2, 3) for t in (q, k, v))
+        # (B, C, T) -> (B, heads, T, C / heads), contiguous: with a last-dim stride of T (a plain
+        # transposed view) scaled_dot_product_attention can only take its MATH path, which
+        # materialises (B, heads, T, T) float32 scores (24 GB per intermediate at B = 8, T = 13824);
+        # contiguous q / k / v (and key mask) let it pick the flash kernel (CPU and GPU).
+        q, k, v = (t.view(B, self.n_head, self.n_channels, T).transpose(2, 3).contiguous() for t in (q, k, v))
         # Key mask broadcast over heads and queries. Step 0 is always valid (T0 >= 1), so no row
         # is fully masked and softmax never sees all -inf. Masked keys get weight exactly 0, so
         # the reference's extra ``v * mask`` changes nothing and is skipped.
@@ -146,7 +149,7 @@ class MaskedMHCA(nn.Module):
             scores = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.n_channels)) + bias
             out = torch.softmax(scores, dim=-1).to(v.dtype) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :])
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :].contiguous())
         out = out.transpose(2, 3).reshape(B, C, T)
         return self.proj(out) * mask.to(out.dtype), mask
 

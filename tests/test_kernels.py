@@ -111,3 +111,31 @@ def test_launcher_input_checks():
     with pytest.raises(InputError, match="must match"):
         afm_residual(x, x, torch.zeros(1, 48, 6, device=d), torch.zeros(1, 5, device=d), torch.zeros(1, 5, device=d),
                      torch.ones(1, 5, device=d), packed, torch.ones(48, device=d))
+
+
+def test_block_sizes_must_be_powers_of_two():
+    from mse_rt import InputError
+    from mse_rt.kernels.channel_layernorm import channel_layernorm
+
+    x = torch.randn(1, 8, 5)
+    w, b = torch.ones(8), torch.zeros(8)
+    for bad in (24, 0, -4, 3):
+        with pytest.raises(InputError, match="powers of two"):
+            channel_layernorm(x, w, b, block_t=bad)
+    torch.testing.assert_close(channel_layernorm(x, w, b, block_t=8, block_c=4),
+                               torch.nn.functional.layer_norm(x.transpose(1, 2), (8,)).transpose(1, 2),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_int32_index_guard():
+    """One batch element beyond 2^31 elements is refused, not wrapped (meta tensors: no memory)."""
+    from mse_rt import InputError
+    from mse_rt.kernels._common import check_int32_slices
+    from mse_rt.kernels.channel_layernorm import channel_layernorm
+
+    check_int32_slices("x", torch.empty(4, 2**15, 2**15, device="meta"))  # 2^30 per element: fine
+    big = torch.empty(1, 2**16, 2**15 + 1, device="meta")
+    with pytest.raises(InputError, match="int32 indexing"):
+        check_int32_slices("x", big)
+    with pytest.raises(InputError, match="int32 indexing"):
+        channel_layernorm(big, torch.ones(2**16, device="meta"), torch.zeros(2**16, device="meta"))

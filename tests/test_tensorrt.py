@@ -123,17 +123,27 @@ def test_engine_file_round_trip_and_errors(tmp_path):
 @pytest.mark.parametrize("name,c,t_max", [("thumos_i3d", 2048, 13824), ("anet_tsp", 512, 768),
                                           ("hacs_slowfast", 2304, 960)])
 def test_engine_profiles(name, c, t_max):
-    cfg = mse_rt.load_config(CONFIGS / f"{name}.yaml")
-    prof = engine_profiles(cfg, max_batch=8)
-    m = cfg["model"]
-    assert prof["feats"]["min"] == [1, c, 32]
-    assert prof["feats"]["opt"] == [1, c, m["max_seq_len"]]
-    assert prof["feats"]["max"] == [8, c, t_max]
-    assert prof["lengths"] == {"min": [1], "opt": [1], "max": [8]}
-    # every padded length the runtime can produce fits the profile
+    from mse_rt.export.tensorrt import profile_for
     from mse_rt.preprocess import max_video_length, pad_policy_length
 
-    assert pad_policy_length(max_video_length(cfg), cfg) <= prof["feats"]["max"][2]
+    cfg = mse_rt.load_config(CONFIGS / f"{name}.yaml")
+    profs = engine_profiles(cfg, max_batch=8)
+    L = cfg["model"]["max_seq_len"]
+    short = profs[0]
+    assert short["feats"] == {"min": [1, c, 32], "opt": [1, c, L], "max": [8, c, L]}
+    assert short["lengths"] == {"min": [1], "opt": [1], "max": [8]}
+    if t_max > L:  # long videos get their own profile at B = 1: no B = 8 x longest-T activations
+        assert len(profs) == 2
+        assert profs[1]["feats"]["max"] == [1, c, t_max] and profs[1]["feats"]["min"][2] > L
+    else:
+        assert len(profs) == 1
+    # every padded length the runtime can produce fits a profile, batched up to max_seq_len
+    longest = max_video_length(cfg)
+    lengths = {L} | ({pad_policy_length(L + 1, cfg), pad_policy_length(longest, cfg)} if longest > L else set())
+    for T in lengths:
+        assert profile_for(profs, 1, T) is not None
+    assert profile_for(profs, 8, L) == 0
+    assert profile_for(profs, 8, t_max) is None if t_max > L else profile_for(profs, 8, t_max) == 0
     with pytest.raises(ExportError, match="max_batch"):
         engine_profiles(cfg, max_batch=0)
 

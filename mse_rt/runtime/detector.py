@@ -38,6 +38,35 @@ from ..values import check_duration, is_scalar, positive_number
 from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, tensorrt_backend, triton_backend
 
 
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_nms_impl(nms_impl: str, backend: Backend) -> str:
+    """Resolve ``nms_impl``: "auto" is the batched Triton GPU NMS for a backend whose outputs
+    live on a CUDA device when Triton is installed, the C++ NMS otherwise. An explicit "gpu"
+    without Triton, or for a CPU backend, is an error (not a silent fallback)."""
+    if nms_impl not in ("auto", "native", "torch", "gpu"):
+        raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'auto', 'native', 'torch' or 'gpu'")
+    if nms_impl == "auto":
+        # the triton backend has Triton by construction (and runs its kernels wherever it runs,
+        # the CPU interpreter included); TensorRT's outputs are on the GPU, Triton may be absent
+        if backend.name == "triton" or (backend.name == "tensorrt" and _triton_importable()):
+            return "gpu"
+        return "native"
+    if nms_impl == "gpu":
+        if not _triton_importable():
+            raise BackendError("nms_impl='gpu' needs Triton: pip install 'mse-rt[triton]' (or use nms_impl='native')")
+        if backend.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+            raise BackendError(f"nms_impl='gpu' needs a backend on a CUDA device; the {backend.name} backend runs on "
+                               f"{backend.device}")
+    return nms_impl
+
+
 def export_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """Folder of exported models: ``cache_dir``, else ``$MSE_RT_CACHE``, else ``~/.cache/mse_rt``.
 
@@ -93,10 +122,7 @@ class Detector:
     """
 
     def __init__(self, cfg: dict, backend: Backend, nms_impl: str = "auto", max_batch: int = 8) -> None:
-        if nms_impl == "auto":
-            nms_impl = "gpu" if backend.name in ("triton", "tensorrt") else "native"
-        if nms_impl not in ("native", "torch", "gpu"):
-            raise BackendError(f"unknown nms_impl {nms_impl!r}; use 'auto', 'native', 'torch' or 'gpu'")
+        nms_impl = choose_nms_impl(nms_impl, backend)
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.cfg = cfg
@@ -296,11 +322,16 @@ class Detector:
 
     def _run_chunk(self, feats: list[torch.Tensor], padded_len: int, idx: list[int]):
         x, lengths = pad_batch(feats, padded_len)
+        cuda = self.backend.device.type == "cuda"
         t0 = time.perf_counter()
         heads = self.backend.infer(x, lengths)
+        if cuda:  # GPU work is asynchronous: without the sync "forward" would time only the launches
+            torch.cuda.synchronize(self.backend.device)
         t1 = time.perf_counter()
         cands: list[Candidates] = decode_dense(heads["cls_prob"], heads["seg_start"], heads["seg_end"],
                                                level_lengths(padded_len, self.strides), self.cfg["test_cfg"])
+        if cuda:
+            torch.cuda.synchronize(self.backend.device)
         t2 = time.perf_counter()
         share = len(feats)
         for i, c in zip(idx, cands):

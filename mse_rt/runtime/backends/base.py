@@ -7,6 +7,7 @@ one forward pass; decode and NMS are shared by all backends (``mse_rt.runtime.de
 from __future__ import annotations
 
 import abc
+from collections import OrderedDict
 
 import torch
 
@@ -78,28 +79,84 @@ class Backend(abc.ABC):
             self.infer(feats, lengths)
 
 
-class CudaGraphCache:  # pragma: no cover - CUDA only
-    """One captured CUDA graph per input shape: ``run(fn, *inputs)`` copies the inputs into static
-    buffers and replays ``fn``'s captured kernels (captured on first use after a warm-up run)."""
+class ShapeLRU:
+    """A bounded least-recently-used cache keyed by input shapes (pure Python, testable on CPU).
 
-    def __init__(self) -> None:
-        self._graphs: dict[tuple, tuple] = {}
+    ``get(key)`` returns the cached entry, building it with ``build(key)`` on a miss; beyond
+    ``capacity`` entries the least recently used one is dropped (``on_evict(entry)`` is called).
+    """
+
+    def __init__(self, capacity: int, build, on_evict=None) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._build = build
+        self._on_evict = on_evict
+        self._entries: OrderedDict = OrderedDict()
+        self.builds = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
+
+    def get(self, key):
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        entry = self._build(key)
+        self.builds += 1
+        self._entries[key] = entry
+        while len(self._entries) > self.capacity:
+            _, old = self._entries.popitem(last=False)
+            self.evictions += 1
+            if self._on_evict is not None:
+                self._on_evict(old)
+        return entry
+
+
+class CudaGraphCache:  # pragma: no cover - CUDA only
+    """Captured CUDA graphs per input shape: ``run(fn, *inputs)`` copies the inputs into static
+    buffers and replays ``fn``'s captured kernels (captured on first use after a warm-up run).
+
+    All graphs share one memory pool (``torch.cuda.graph_pool_handle``) instead of one private
+    pool each, and at most ``capacity`` graphs are kept (LRU): many padded lengths no longer
+    exhaust GPU memory. Sharing is safe here because replays are sequential on one stream and
+    each replay's outputs are cloned before any other graph runs. ``make_context(key)``, when
+    given, builds per-shape state passed to ``fn`` as its first argument (TensorRT: one
+    execution context per captured shape, since a graph bakes in its context's addresses).
+    """
+
+    def __init__(self, capacity: int = 8, make_context=None) -> None:
+        self._pool = torch.cuda.graph_pool_handle()
+        self._make_context = make_context
+        self._fn = None
+        self._inputs: tuple = ()
+        self.cache = ShapeLRU(capacity, self._capture)
+
+    def _capture(self, key):
+        fn = self._fn
+        ctx = self._make_context(key) if self._make_context is not None else None
+        call = (lambda *a: fn(ctx, *a)) if ctx is not None else fn
+        static_in = [t.clone() for t in self._inputs]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # compile kernels, settle shapes and the allocator
+                call(*static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            static_out = call(*static_in)
+        return graph, static_in, static_out, ctx
 
     def run(self, fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         key = tuple(tuple(t.shape) for t in inputs)
-        if key not in self._graphs:
-            static_in = [t.clone() for t in inputs]
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # compile kernels, settle shapes and the allocator
-                    fn(*static_in)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = fn(*static_in)
-            self._graphs[key] = (graph, static_in, static_out)
-        graph, static_in, static_out = self._graphs[key]
+        self._fn, self._inputs = fn, inputs
+        graph, static_in, static_out, _ = self.cache.get(key)
+        self._inputs = ()
         for dst, src in zip(static_in, inputs):
             dst.copy_(src)
         graph.replay()

@@ -21,6 +21,7 @@ from ...onnx_integrity import CHECKSUM_KEY, verify_onnx_checksum
 from .base import Backend
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def _import_ort():
@@ -101,7 +102,8 @@ class OnnxRuntimeBackend(Backend):
         except (ValueError, KeyError, TypeError) as exc:
             raise BackendError(f"{path}: invalid mse_rt shape metadata (mse_rt.dynamic / mse_rt.static_shape): "
                                f"{exc}") from exc
-        self.use_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        # outputs of the TensorRT EP live on the GPU like the CUDA EP's: bind by address for both
+        self.use_cuda = any(p in GPU_PROVIDERS for p in self.session.get_providers())
         super().__init__(cfg, "cuda" if self.use_cuda else "cpu")
         self.path = path
 
@@ -121,6 +123,9 @@ class OnnxRuntimeBackend(Backend):
     def _infer_iobinding(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:  # pragma: no cover - GPU
         feats = feats.contiguous()
         lengths = lengths.to(feats.device).contiguous()
+        # ONNX Runtime runs on its own CUDA stream: what torch's stream wrote (the padded batch,
+        # the lengths copy) must be complete before ORT reads it
+        torch.cuda.current_stream(feats.device).synchronize()
         binding = self.session.io_binding()
         dev_id = feats.device.index or 0
         binding.bind_input("feats", "cuda", dev_id, np.float32, tuple(feats.shape), feats.data_ptr())

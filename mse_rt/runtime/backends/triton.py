@@ -52,12 +52,13 @@ def _mse_block_forward(self, x, mask):
 
 
 class TritonBackend(Backend):
-    """``TritonBackend(cfg, model, device="cuda", precision="fp32", cuda_graph=False)``."""
+    """``TritonBackend(cfg, model, device="cuda", precision="fp32", cuda_graph=False, max_graphs=8)``;
+    ``max_graphs`` bounds the captured CUDA graphs (one per (B, T), LRU, one shared memory pool)."""
 
     name = "triton"
 
     def __init__(self, cfg: dict, model: MSETAD, device: str | torch.device = "cuda", precision: str = "fp32",
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, max_graphs: int = 8) -> None:
         ldm_afm, afm_residual, channel_layernorm = _import_kernels()
         from ...kernels._common import interpreting
 
@@ -89,7 +90,7 @@ class TritonBackend(Backend):
                 mod._ln_kernel = channel_layernorm.channel_layernorm
                 mod.forward = types.MethodType(_mse_block_forward, mod)
         self.graph = DetectorGraph(self.model)
-        self._graphs = CudaGraphCache() if cuda_graph else None
+        self._graphs = CudaGraphCache(max_graphs) if cuda_graph else None
 
     def _forward(self, feats: torch.Tensor, lengths: torch.Tensor):
         mask = (torch.arange(feats.shape[-1], device=feats.device)[None, :] < lengths[:, None]).unsqueeze(1)
