@@ -31,29 +31,11 @@ import torch
 
 from .decode import Candidates
 from .errors import InputError
+from .live import check_chunk
 from .postprocess import to_seconds
-from .preprocess import check_features
 from .results import DetectionResult
 from .runtime import Detector
 from .values import positive_number
-
-
-def check_chunk(chunk: np.ndarray | torch.Tensor, cfg: dict, piece: int) -> list[torch.Tensor]:
-    """Validate a (t, C) chunk of a stream and split it into (C, <= piece) float32 tensors.
-
-    A chunk of 0 steps (right channel count) gives no pieces: a no-op. Any length is accepted
-    (long chunks are split). Raises :class:`InputError` as :func:`check_features` does.
-    """
-    shape = getattr(chunk, "shape", None)
-    c_in = cfg["model"]["input_dim"]
-    if shape is not None and len(shape) == 2 and shape[0] == 0:
-        if shape[1] != c_in:
-            raise InputError(f"chunk: expected {c_in} feature channels (t, {c_in}), got shape {tuple(shape)}")
-        return []
-    if shape is not None and len(shape) == 2 and shape[0] > piece:
-        return [check_features(chunk[i:i + piece], cfg, name=f"chunk[{i}:{min(i + piece, shape[0])}]")
-                for i in range(0, shape[0], piece)]
-    return [check_features(chunk, cfg, name="chunk")]
 
 
 def _cat(parts: list[Candidates]) -> Candidates:
@@ -72,12 +54,35 @@ def _select(c: Candidates, lo: float, hi: float | None) -> Candidates:
 
 
 class StreamingDetector:
-    """Sliding-window detection over an endless feature stream (see the module docstring)."""
+    """Sliding-window detection over an endless feature stream (see the module docstring).
+
+    ``lag=None`` (default): the windowed mode above. ``lag=L`` (feature steps): the low-latency
+    mode of :mod:`mse_rt.live` (trailing windows every ``hop`` steps, default 4; a detection is
+    final L steps after its predicted end; ``in_progress`` holds the newest window's ongoing
+    actions; ``hold_iou`` / ``dup_iou`` tune the emission rule).
+    """
 
     def __init__(self, detector: Detector, hop: int | None = None, window: int | None = None,
-                 fps: float | None = None, video_id: str = "stream", latency_history: int = 1000) -> None:
+                 fps: float | None = None, video_id: str = "stream", latency_history: int = 1000,
+                 lag: int | None = None, provisional_min_score: float = 0.3, hold_iou: float | None = 0.3,
+                 dup_iou: float | None = 0.7) -> None:
         cfg = detector.cfg
         self.det = detector
+        self.lag = lag
+        self._live = None
+        if lag is not None:  # low-latency mode (mse_rt.live): trailing windows, final after `lag` steps
+            from .live import StreamPool
+
+            if window is not None and window != cfg["model"]["max_seq_len"]:
+                raise InputError(f"window must equal max_seq_len ({cfg['model']['max_seq_len']})")
+            self._live = StreamPool(detector, hop=4 if hop is None else hop, lag=lag,
+                                    provisional_min_score=provisional_min_score, hold_iou=hold_iou, dup_iou=dup_iou)
+            self._live.add(video_id, fps=fps)
+            self.window, self.hop, self.video_id = int(cfg["model"]["max_seq_len"]), self._live.hop, video_id
+            self.fps = self._live.streams[video_id].fps
+            self.in_progress: DetectionResult | None = None
+            self._flushed = False
+            return
         self.window = int(cfg["model"]["max_seq_len"] if window is None else window)
         if hop is None:
             hop = self.window // 2
@@ -135,6 +140,13 @@ class StreamingDetector:
         """Add (t, C) new feature steps; returns the detections that became final (seconds)."""
         if self._flushed:
             raise InputError("stream already flushed; start a new StreamingDetector")
+        if self._live is not None:
+            res = self._live.push_and_step({self.video_id: chunk}).get(self.video_id)
+            if res is None:  # no window was due: nothing became final
+                s = self._live.streams[self.video_id]
+                return s.to_result(_cat([]))
+            self.in_progress = res.in_progress
+            return res.final
         t0 = time.perf_counter()
         pieces = check_chunk(chunk, self.det.cfg, self.window)  # all checked before the state changes
         out = []
@@ -172,6 +184,9 @@ class StreamingDetector:
         if self._flushed:
             raise InputError("stream already flushed")
         self._flushed = True
+        if self._live is not None:
+            self.in_progress = None
+            return self._live.close(self.video_id).final
         if self._received == 0:
             return self._merge([])
         if self._pending is None:  # never filled a window: one offline run over everything
@@ -187,6 +202,9 @@ class StreamingDetector:
 
     def latency_stats(self) -> dict[str, float]:
         """Per-push latency in seconds: count, mean, p50, p95, max over the recorded history."""
+        if self._live is not None:
+            s = self._live.streams.get(self.video_id)
+            return s.latency_stats() if s is not None else {"count": 0}
         if not self.latencies:
             return {"count": 0}
         a = np.asarray(self.latencies)
