@@ -1,0 +1,119 @@
+"""CPU precisions at THUMOS size: each variant in its own process, eager fp32 timed before and after.
+
+    python benchmarks/bench_cpu_precisions.py [--variants ...] [--threads 2] [--out cpu_report]
+
+Timing: ``mse-rt benchmark`` per variant in a fresh process (THUMOS config, random weights,
+T = 2304, B = 1 latency and B = 4 throughput through ``Detector.detect_batch``; int8 variants are
+calibrated on random features since the weights are random). Accuracy: the bundled demo model
+on its 8 held-out videos, each variant's mAP (tIoU 0.3:0.7), int8 calibrated on 16 synthetic
+videos of another seed (3), and the detection agreement with eager fp32 on the golden videos of
+thumos_small (top-10 matched, score and segment differences). Writes OUT/cpu_precisions.md / .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
+GOLDEN = REPO / "tests" / "data" / "golden" / "thumos_small"
+
+
+def time_variant(variant: str, threads: int, repeat: int, tmp: Path) -> dict:
+    out = tmp / f"{variant}.json"
+    cmd = [sys.executable, "-m", "mse_rt.cli", "benchmark", "--config", str(CONFIG), "--variants", variant,
+           "--T", "2304", "--B", "1", "4", "--repeat", str(repeat), "--threads", str(threads), "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(out.read_text())
+
+
+def accuracy(variants: list[str], threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    from mse_rt.data import read_dataset, write_dataset
+    from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.eval import THUMOS_TIOUS, evaluate
+    from mse_rt.variants import build_variants, compare_results
+
+    torch.set_num_threads(threads)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = write_dataset(Path(tmp) / "calib", 16, seed=3) / "features"
+        dets = build_variants(["eager", *[v for v in variants if v != "eager"]], DEMO_CONFIG, DEMO_CKPT,
+                              Path(tmp) / "demo", calib=[calib], threads=threads)
+        vids = read_dataset(DEMO)
+        for name, det in dets.items():
+            rs = [det.detect(v["feats"], fps=v["fps"], video_id=v["video_id"]) for v in vids]
+            out[name] = {"demo_mAP": 100 * evaluate(rs, DEMO / "annotations.json", THUMOS_TIOUS,
+                                                    split="validation").average}
+        gold_calib = [np.load(p)["feats"].T for p in sorted((GOLDEN / "videos").glob("*.npz"))]
+        gdets = build_variants(["eager", *[v for v in variants if v != "eager"]], GOLDEN / "config.yaml",
+                               GOLDEN / "ckpt.pth.tar", Path(tmp) / "golden", calib=gold_calib, threads=threads)
+        feats = gold_calib
+        ref = gdets["eager"].detect_batch(feats, fps=30.0)
+        for name, det in gdets.items():
+            if name != "eager":
+                out[name]["golden_agreement"] = compare_results(ref, det.detect_batch(feats, fps=30.0)).line()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", default=["onnxruntime", "onnxruntime-int8", "openvino-fp32",
+                                                      "openvino-bf16", "openvino-int8"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", default="cpu_report")
+    ap.add_argument("--no-accuracy", action="store_true")
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for v in ["eager", *args.variants, "eager"]:
+            key = v if v not in results else "eager (after)"
+            print(f"timing {key} ...", flush=True)
+            results[key] = time_variant(v, args.threads, args.repeat, tmp)
+            print(json.dumps(results[key].get("rows", results[key]))[:300], flush=True)
+    acc = {} if args.no_accuracy else accuracy(args.variants, args.threads)
+
+    def ms(key, B):
+        r = results.get(key, {})
+        return next((x for x in r.get("rows", []) if x["B"] == B), None)
+
+    base1 = [ms(k, 1)["ms_median"] for k in ("eager", "eager (after)") if ms(k, 1)]
+    base4 = [ms(k, 4)["videos_per_s"] for k in ("eager", "eager (after)") if ms(k, 4)]
+    b1, b4 = sum(base1) / len(base1), sum(base4) / len(base4)
+    peak = results["eager"].get("fp32_gemm_peak_gflops", 0)
+    lines = [f"THUMOS size (random weights, T = 2304), {args.threads} threads, each variant in its own process; "
+             f"eager fp32 before / after: {base1[0]:.0f} / {base1[-1]:.0f} ms at B = 1; fp32 GEMM peak {peak:.0f} GFLOP/s.",
+             "", "| variant | B=1 ms | vs eager | B=4 videos/s | vs eager | GFLOP/s (B=4) | demo mAP "
+             "| golden agreement vs eager |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in results:
+        r1, r4 = ms(key, 1), ms(key, 4)
+        if r1 is None:
+            lines.append(f"| {key} | error: {results[key].get('error', '?')} |||||||")
+            continue
+        a = acc.get(key.split(" ")[0], {})
+        lines.append(f"| {key} | {r1['ms_median']:.0f} | {b1 / r1['ms_median']:.2f}x | {r4['videos_per_s']:.2f} | "
+                     f"{r4['videos_per_s'] / b4:.2f}x | {r4['gflops']:.0f} | "
+                     f"{a.get('demo_mAP', float('nan')):.2f} | {a.get('golden_agreement', '-')} |")
+    md = "\n".join(lines)
+    print(md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cpu_precisions.md").write_text(md + "\n")
+    (out / "cpu_precisions.json").write_text(json.dumps({"timing": results, "accuracy": acc}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Reduced CPU precisions: int8 ONNX (ONNX Runtime), OpenVINO fp32 / bf16 / int8, the comparison tool.
+
+Tolerances (documented in the README, CPU precisions): on the bundled demo model, each reduced
+precision's average mAP within 0.5 point of fp32; on the golden thumos_small videos, vs eager
+fp32: at least 80 % of each video's top-10 detections matched (same label, tIoU >= 0.5).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import mse_rt
+from mse_rt import BackendError, InputError
+from mse_rt.data import read_dataset, write_dataset
+from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+from mse_rt.eval import THUMOS_TIOUS, evaluate
+
+from golden_utils import GOLDEN
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    """16 synthetic videos of another seed than the demo's training (1) and test (2) sets."""
+    return write_dataset(tmp_path_factory.mktemp("calib"), 16, seed=3) / "features"
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(tmp_path_factory):
+    from mse_rt.export import export_onnx
+
+    return export_onnx((DEMO_CONFIG, DEMO_CKPT), tmp_path_factory.mktemp("demo") / "demo.onnx")
+
+
+def _demo_map(det):
+    vids = read_dataset(DEMO)
+    rs = [det.detect(v["feats"], fps=v["fps"], video_id=v["video_id"]) for v in vids]
+    return evaluate(rs, DEMO / "annotations.json", THUMOS_TIOUS, split="validation").average
+
+
+@pytest.fixture(scope="module")
+def fp32_map(demo_onnx):
+    return _demo_map(mse_rt.Detector.from_onnx(demo_onnx))
+
+
+def test_int8_onnx_keeps_demo_map_and_records_its_recipe(demo_onnx, calib, fp32_map, tmp_path):
+    from mse_rt.export import read_onnx_metadata
+    from mse_rt.export.quantize import quantize_onnx
+
+    q = quantize_onnx(demo_onnx, tmp_path / "demo.int8.onnx", [calib])
+    meta = read_onnx_metadata(q)
+    summary = json.loads(meta["mse_rt.quantization"])
+    assert meta["mse_rt.precision"] == "int8" and summary["calibration_videos"] == 16
+    assert summary["quantize_nodes"] > 0 and "S8 per-channel" in summary["recipe"]
+    det = mse_rt.Detector.from_onnx(q)
+    assert det.backend.verified  # checksummed like any export
+    m = _demo_map(det)
+    assert abs(m - fp32_map) <= 0.005, f"int8 mAP {m:.4f} vs fp32 {fp32_map:.4f}"
+
+
+def test_quantize_refuses_bad_calibration(demo_onnx, tmp_path):
+    from mse_rt.export.quantize import quantize_onnx
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no .npy"):
+        quantize_onnx(demo_onnx, tmp_path / "q.onnx", [empty])
+    np.save(tmp_path / "wrong.npy", np.zeros((50, 31), np.float32))
+    with pytest.raises(InputError, match="expected 32 feature channels"):
+        quantize_onnx(demo_onnx, tmp_path / "q.onnx", [tmp_path / "wrong.npy"])
+    bad = np.zeros((50, 32), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        quantize_onnx(demo_onnx, tmp_path / "q.onnx", [bad])
+    with pytest.raises(InputError, match="no calibration data"):
+        quantize_onnx(demo_onnx, tmp_path / "q.onnx", [])
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_cli_quantize(demo_onnx, calib, tmp_path, capsys):
+    from mse_rt.cli import main
+
+    out = tmp_path / "m.int8.onnx"
+    assert main(["quantize", "--model", str(demo_onnx), "--calib", str(calib), "-o", str(out)]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+
+
+ov = pytest.importorskip("openvino")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_openvino_precisions_on_the_demo(demo_onnx, calib, fp32_map, precision):
+    from mse_rt.runtime.backends.openvino import cpu_capabilities
+
+    caps = cpu_capabilities()
+    if precision == "bf16" and "BF16" not in caps:
+        with pytest.raises(BackendError, match="no BF16"):
+            mse_rt.Detector.from_openvino(demo_onnx, precision="bf16")
+        return
+    det = mse_rt.Detector.from_openvino(demo_onnx, precision=precision, calib=[calib] if precision == "int8" else None)
+    m = _demo_map(det)
+    tol = 1e-4 if precision == "fp32" else 0.005
+    assert abs(m - fp32_map) <= tol, f"OpenVINO {precision} mAP {m:.4f} vs fp32 {fp32_map:.4f}"
+
+
+def test_openvino_fp32_matches_eager_on_golden(tmp_path):
+    """Dense outputs within the export tolerance (fp32 requested explicitly: no silent bf16)."""
+    from mse_rt.export import export_onnx
+
+    from golden_utils import golden_videos
+
+    p = export_onnx((GOLDEN / "thumos_small" / "config.yaml", GOLDEN / "thumos_small" / "ckpt.pth.tar"),
+                    tmp_path / "t.onnx")
+    det = mse_rt.Detector.from_openvino(p, precision="fp32", max_compiled=2)
+    eager = mse_rt.Detector.from_checkpoint(GOLDEN / "thumos_small" / "config.yaml",
+                                            GOLDEN / "thumos_small" / "ckpt.pth.tar")
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    for v in golden_videos("thumos_small")[:3]:
+        x, lens = pad_batch([torch.from_numpy(v["data"]["feats"])], int(v["data"]["padded_len"]))
+        a, b = eager.backend.infer(x, lens), det.backend.infer(x, lens)
+        for k in a:
+            err = float((a[k] - b[k]).abs().max()) / max(1.0, float(a[k].abs().max()))
+            assert err <= 1e-3, f"{k}: {err:.2e}"
+    assert len(det.backend._compiled) <= 2
+
+
+def test_openvino_errors(demo_onnx, tmp_path):
+    with pytest.raises(BackendError, match="precision must be one of"):
+        mse_rt.Detector.from_openvino(demo_onnx, precision="int4")
+    with pytest.raises(BackendError, match="needs calibration data"):
+        mse_rt.Detector.from_openvino(demo_onnx, precision="int8")
+    with pytest.raises(BackendError, match="hint must be one of"):
+        mse_rt.Detector.from_openvino(demo_onnx, hint="fast")
+
+
+def test_compare_reports_agreement_on_golden_videos(tmp_path, capsys):
+    """int8 vs eager fp32 on the golden thumos_small videos: the documented detection tolerance."""
+    from mse_rt.variants import build_variants, compare_results
+
+    from golden_utils import golden_videos
+
+    feats = [v["data"]["feats"].T for v in golden_videos("thumos_small")]
+    dets = build_variants(["eager", "onnxruntime-int8", "openvino-int8"], GOLDEN / "thumos_small" / "config.yaml",
+                          GOLDEN / "thumos_small" / "ckpt.pth.tar", tmp_path, calib=feats)
+    ref = dets["eager"].detect_batch(feats, fps=30.0)
+    for name in ("onnxruntime-int8", "openvino-int8"):
+        agree = compare_results(ref, dets[name].detect_batch(feats, fps=30.0))
+        print(name, agree.line())
+        assert agree.matched >= 0.8, f"{name}: {agree.line()}"
+    same = compare_results(ref, ref)
+    assert same.matched == 1.0 and same.score_diff_max == 0.0
