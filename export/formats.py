@@ -20,6 +20,8 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat("onnx", ".onnx", False, "onnxruntime", ("opset", "dynamic", "batch", "max_len", "precision")),
     "engine": ExportFormat("engine", ".engine", True, "tensorrt", ("fp16", "max_batch", "workspace", "timing_cache")),
+    # a folder, not a file: the Triton Inference Server model repository (export/triton_repo.py)
+    "triton-repo": ExportFormat("triton-repo", "", False, "tritonserver", ("max_batch", "engine")),
 }
 
 # Opsets the exporter is tested with. 17 is the default: LayerNormalization-free graph, GroupNorm
@@ -32,7 +34,7 @@ def format_from_path(path: str | Path) -> ExportFormat:
     """The format whose suffix the file name has; ExportError for an unknown suffix."""
     suffix = Path(path).suffix
     for fmt in FORMATS.values():
-        if fmt.suffix == suffix:
+        if fmt.suffix and fmt.suffix == suffix:
             return fmt
     known = ", ".join(f"{f.suffix} ({f.name})" for f in FORMATS.values())
     raise ExportError(f"cannot tell the model format of {path}: known suffixes are {known}")

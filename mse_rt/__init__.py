@@ -22,6 +22,7 @@ from .errors import (
     MseRtError,
 )
 from .fileio import OutputError
+from .live import LiveResult, StreamPool
 from .model import build_model
 from .results import DetectionResult, write_results_json
 from .runtime import BACKENDS, Detector
@@ -42,6 +43,8 @@ __all__ = [
     "ModelFileError",
     "MseRtError",
     "OutputError",
+    "LiveResult",
+    "StreamPool",
     "StreamingDetector",
     "__version__",
     "build_model",

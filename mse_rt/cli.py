@@ -91,6 +91,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from .results import check_unique_ids, write_results_json
     from .runtime import Detector
 
+    if args.ray:
+        return _detect_ray(args)
     files = collect_feature_files(args.features)
     ids = video_ids_for(files, args.ids)
     try:
@@ -153,6 +155,181 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect_ray(args: argparse.Namespace) -> int:
+    """``detect --ray``: the Ray Data job of mse_rt.scale (resumable through its journal)."""
+    from .scale import detect_corpus_ray, shutdown
+
+    if args.model and (args.config or args.ckpt):
+        raise MseRtError("--model runs a deployable file on its own; drop --config / --ckpt")
+    last = [0.0]
+
+    def progress(done, total):
+        if not args.quiet and time.perf_counter() - last[0] > 2:
+            last[0] = time.perf_counter()
+            print(f"  {done}/{total} videos", file=sys.stderr, flush=True)
+
+    try:
+        r = detect_corpus_ray(args.features, args.output, config=args.config, ckpt=args.ckpt, model_file=args.model,
+                              backend=args.backend, device=args.device, num_actors=args.actors,
+                              gpus_per_actor=args.gpus_per_actor, batch_size=args.batch, fps=args.fps,
+                              address=args.address, ids=args.ids, jsonl=args.jsonl, on_progress=progress)
+    finally:
+        if not args.address:
+            shutdown()
+    print(f"{r['done']} videos run, {r['skipped']} already in {r['journal']}, {len(r['failed'])} failed in "
+          f"{r['seconds']:.1f} s -> {r['output']}")
+    for vid, why in r["failed"].items():
+        print(f"mse-rt: failed {vid}: {why}", file=sys.stderr)
+    return 1 if r["failed"] else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .scale import serve_detector, shutdown
+
+    if not (args.model or (args.config and args.ckpt)):
+        raise MseRtError("serve needs --config and --ckpt, or --model FILE")
+    serve_detector(host=args.host, port=args.port, config=args.config, ckpt=args.ckpt, model_file=args.model,
+                   backend=args.backend, device=args.device, replicas=args.replicas, max_batch=args.max_batch)
+    print(f"serving on http://{args.host}:{args.port}/detect (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        shutdown()
+        return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    """Play feature files as simultaneous live streams; print detections as they become final."""
+    from .features import load_feature_file
+    from .live import StreamPool
+    from .runtime import Detector
+
+    files = collect_feature_files(args.features)
+    ids = video_ids_for(files, args.ids)
+    from .results import check_unique_ids
+
+    check_unique_ids(ids)
+    if args.model:
+        det = Detector.from_file(args.model, max_batch=args.max_batch)
+    elif args.config and args.ckpt:
+        det = Detector.from_checkpoint(args.config, args.ckpt, backend=args.backend, device=args.device,
+                                       max_batch=args.max_batch)
+    else:
+        from .demo import DEMO_CKPT, DEMO_CONFIG
+
+        det = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, max_batch=args.max_batch)
+        print("no model given: the bundled demo model", file=sys.stderr)
+    feats = {v: load_feature_file(f) for v, f in zip(ids, files)}
+    pool = StreamPool(det, hop=args.hop, lag=args.lag, provisional_min_score=args.show_in_progress or 0.3)
+    d = det.cfg["dataset"]
+    fps = args.fps or d["default_fps"]
+    if fps is None:
+        raise MseRtError("--fps is required (the config has no dataset.default_fps)")
+    for v in ids:
+        pool.add(v, fps=fps)
+    shown: dict = {}  # stream -> in-progress events already printed
+    step_s = d["feat_stride"] / fps  # video seconds per feature step
+    longest = max(len(x) for x in feats.values())
+    t_start = time.perf_counter()
+    n_final = 0
+
+    def show(v, res, closing=False):
+        nonlocal n_final
+        now = (res.steps * d["feat_stride"] + d["num_frames"]) / fps
+        for (s, e), c, p in zip(res.final.segments, res.final.labels, res.final.scores):
+            if p < args.min_score:
+                continue
+            n_final += 1
+            print(f"[{now:8.2f} s] {v}: FINAL class {int(c)} {s:.2f}-{e:.2f} s score {p:.3f} "
+                  f"(reported {now - e:.2f} s after its end{', at close' if closing else ''})", flush=True)
+        if args.show_in_progress and not closing:
+            cur = {(int(c), round(float(s), 1)) for (s, _), c in zip(res.in_progress.segments, res.in_progress.labels)}
+            for c, s in sorted(cur - shown.get(v, set())):
+                print(f"[{now:8.2f} s] {v}: in progress: class {c} since {s:.1f} s", flush=True)
+            shown[v] = cur
+
+    try:
+        for t in range(0, longest, args.hop):
+            chunks = {v: x[t:t + args.hop] for v, x in feats.items() if t < len(x) and v in pool.streams}
+            for v, res in pool.push_and_step(chunks).items():
+                show(v, res)
+            for v, x in feats.items():
+                if v in pool.streams and t + args.hop >= len(x):
+                    show(v, pool.close(v), closing=True)
+            if args.realtime:  # wait until the video time of these steps has passed
+                lag = (t + args.hop) * step_s / args.speed - (time.perf_counter() - t_start)
+                if lag > 0:
+                    time.sleep(lag)
+    except KeyboardInterrupt:
+        print(f"mse-rt: stream interrupted after {n_final} final detections", file=sys.stderr)
+        return 130
+    print(f"{len(ids)} streams, {n_final} final detections (score >= {args.min_score}); "
+          f"{time.perf_counter() - t_start:.1f} s wall", flush=True)
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    import logging
+
+    from .export.quantize import quantize_onnx
+    from .fileio import check_output_path
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    check_output_path(args.output, what="quantized model")
+    out = quantize_onnx(args.model, args.output, args.calib, max_videos=args.max_videos)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .eval import THUMOS_TIOUS, evaluate
+    from .features import load_feature_file
+    from .variants import build_variants, compare_results
+
+    files = collect_feature_files(args.features)
+    ids = video_ids_for(files, args.ids)
+    from .results import check_unique_ids
+
+    check_unique_ids(ids)
+    feats = [load_feature_file(f) for f in files]
+    names = [args.reference, *args.variants]
+    with tempfile.TemporaryDirectory() as tmp:
+        dets = build_variants(names, args.config, args.ckpt, tmp, calib=args.calib, threads=args.threads)
+        results = {}
+        for n, det in dets.items():
+            t0 = time.perf_counter()
+            results[n] = det.detect_batch(feats, fps=args.fps, video_ids=ids)
+            results[n + "_s"] = time.perf_counter() - t0
+    print(f"{len(files)} videos; reference {args.reference}")
+    for n in names:
+        line = f"{n:>18}: {results[n + '_s']:.2f} s"
+        if n != args.reference:
+            line += "  " + compare_results(results[args.reference], results[n], k=args.top_k).line()
+        if args.gt:
+            m = evaluate(results[n], args.gt, THUMOS_TIOUS, split=args.split)
+            line += f"  mAP {100 * m.average:.2f}"
+        print(line)
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .bench import markdown, run_benchmark, to_json
+    from .fileio import atomic_write_text
+
+    res = run_benchmark(args.variants, args.config, args.ckpt, Ts=args.T, Bs=args.B, warmup=args.warmup,
+                        repeat=args.repeat, calib=args.calib, threads=args.threads, hint=args.hint)
+    md = markdown(res)
+    print(md)
+    if args.json:
+        atomic_write_text(args.json, to_json(res), what="benchmark JSON")
+    if args.md:
+        atomic_write_text(args.md, md + "\n", what="benchmark report")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     import logging
 
@@ -161,6 +338,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     fmt = get_format(args.format)
+    if fmt.name == "triton-repo":
+        from .export.triton_repo import export_triton_repo
+
+        out = export_triton_repo((args.config, args.ckpt), args.output, max_batch=args.max_batch)
+        print(f"exported {out}")
+        return 0
     check_output_path(args.output, what="export output")
     if fmt.name == "onnx":
         out = export_onnx((args.config, args.ckpt), args.output, opset=args.opset, dynamic=not args.static,
@@ -275,13 +458,89 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video ids: file name without .npy (default), or the path relative to the files' common folder")
     d.add_argument("-o", "--output", default="results.json", help="ActivityNet-format results JSON")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--ray", action="store_true", help="run as a Ray Data job (resumable; pip install 'mse-rt[ray]')")
+    d.add_argument("--address", default=None, help="with --ray: an existing cluster (default: a local one on 127.0.0.1)")
+    d.add_argument("--actors", type=_positive_int, default=2, help="with --ray: detector actors")
+    d.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor")
+    d.add_argument("--jsonl", action="store_true", help="with --ray: write JSON lines (huge corpora)")
     d.add_argument("features", nargs="+", help="feature files, one (T, C) .npy per video, or folders of them")
     d.set_defaults(fn=_cmd_detect)
+
+    sv = sub.add_parser("serve", help="HTTP endpoint (Ray Serve) on 127.0.0.1: POST features, get detections")
+    sv.add_argument("--config")
+    sv.add_argument("--ckpt")
+    sv.add_argument("--model")
+    sv.add_argument("--backend", default="eager")
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=_positive_int, default=8000)
+    sv.add_argument("--replicas", type=_positive_int, default=1)
+    sv.add_argument("--max-batch", type=_positive_int, default=8)
+    sv.set_defaults(fn=_cmd_serve)
+
+    st = sub.add_parser("stream", help="play feature files as live streams; print detections as they become final")
+    st.add_argument("--config")
+    st.add_argument("--ckpt")
+    st.add_argument("--model", help="a deployable model file (.onnx, .engine)")
+    st.add_argument("--backend", default="eager")
+    st.add_argument("--device", default="cpu")
+    st.add_argument("--fps", type=_positive_float, default=None)
+    st.add_argument("--lag", type=_nonneg_int, default=8, help="steps after a predicted end before it is final")
+    st.add_argument("--hop", type=_positive_int, default=4, help="steps between model runs (and per push)")
+    st.add_argument("--max-batch", type=_positive_int, default=16, help="windows per forward pass")
+    st.add_argument("--min-score", type=_unit_float, default=0.2, help="print final detections from this score")
+    st.add_argument("--show-in-progress", type=_unit_float, default=None, metavar="SCORE",
+                    help="also print actions in progress with at least this score")
+    st.add_argument("--realtime", action="store_true", help="play at the video's pace (default: as fast as possible)")
+    st.add_argument("--speed", type=_positive_float, default=1.0, help="with --realtime: playback speed factor")
+    st.add_argument("--ids", default="stem", choices=("stem", "relpath"))
+    st.add_argument("features", nargs="+", help="feature files (one stream each) or folders of them")
+    st.set_defaults(fn=_cmd_stream)
+
+    qz = sub.add_parser("quantize", help="static int8 (QDQ) ONNX for ONNX Runtime, calibrated on your feature files")
+    qz.add_argument("--model", required=True, help="fp32 ONNX written by mse-rt export")
+    qz.add_argument("--calib", nargs="+", required=True, help="calibration feature files or folders (.npy, (T, C))")
+    qz.add_argument("--max-videos", type=_positive_int, default=32)
+    qz.add_argument("-o", "--output", required=True)
+    qz.set_defaults(fn=_cmd_quantize)
+
+    from .variants import VARIANTS
+
+    cp = sub.add_parser("compare", help="detection agreement (and mAP) of deployment variants vs a reference")
+    cp.add_argument("--config", required=True)
+    cp.add_argument("--ckpt", required=True)
+    cp.add_argument("--reference", default="eager", choices=VARIANTS)
+    cp.add_argument("--variants", nargs="+", required=True, choices=VARIANTS)
+    cp.add_argument("--calib", nargs="+", default=None, help="calibration feature files / folders (int8 variants)")
+    cp.add_argument("--gt", default=None, help="ground truth (ActivityNet JSON): also print each variant's mAP")
+    cp.add_argument("--split", default=None)
+    cp.add_argument("--fps", type=_positive_float, default=None)
+    cp.add_argument("--threads", type=_positive_int, default=None)
+    cp.add_argument("--top-k", type=_positive_int, default=10)
+    cp.add_argument("--ids", default="stem", choices=("stem", "relpath"))
+    cp.add_argument("features", nargs="+")
+    cp.set_defaults(fn=_cmd_compare)
+
+    bm = sub.add_parser("benchmark", help="latency / throughput of deployment variants over a grid of T and B")
+    bm.add_argument("--config", required=True)
+    bm.add_argument("--ckpt", default=None, help="default: random weights (timing only)")
+    bm.add_argument("--variants", nargs="+", default=["eager", "onnxruntime"], choices=VARIANTS)
+    bm.add_argument("--T", type=_positive_int, nargs="+", default=[2304])
+    bm.add_argument("--B", type=_positive_int, nargs="+", default=[1, 4])
+    bm.add_argument("--warmup", type=_nonneg_int, default=2)
+    bm.add_argument("--repeat", type=_positive_int, default=5)
+    bm.add_argument("--calib", nargs="+", default=None)
+    bm.add_argument("--threads", type=_positive_int, default=None)
+    bm.add_argument("--hint", default="latency", choices=("latency", "throughput"), help="OpenVINO performance hint")
+    bm.add_argument("--json", default=None)
+    bm.add_argument("--md", default=None)
+    bm.set_defaults(fn=_cmd_benchmark)
 
     e = sub.add_parser("export", help="export a checkpoint to a deployable format")
     e.add_argument("--config", required=True)
     e.add_argument("--ckpt", required=True)
-    e.add_argument("--format", default="onnx", help="onnx | engine (TensorRT, needs a GPU and tensorrt)")
+    e.add_argument("--format", default="onnx",
+                   help="onnx | engine (TensorRT, needs a GPU and tensorrt) | triton-repo (a folder)")
     e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
                    help="graph precision (fp16: half network, float32 I/O, softmax / norms / decode in float32)")
     e.add_argument("--max-batch", type=_positive_int, default=8, help="engine profile: largest batch")

@@ -39,6 +39,12 @@ def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "avg mAP" in out and "eager" in out
+    from mse_rt.variants import available_variants
+
+    for variant, why in available_variants().items():  # every CPU precision this machine has, or why not
+        assert variant in out, f"{variant} missing from the demo output"
+        if why:
+            assert why in out
     png = (tmp_path / "timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert (tmp_path / "results_eager.json").is_file()

@@ -35,7 +35,15 @@ from ..postprocess import nms_video, to_seconds
 from ..preprocess import check_features, pad_batch, pad_policy_length
 from ..results import DetectionResult, check_unique_ids
 from ..values import check_duration, is_scalar, positive_number
-from .backends import BACKENDS, Backend, EagerBackend, onnxruntime_backend, tensorrt_backend, triton_backend
+from .backends import (
+    BACKENDS,
+    Backend,
+    EagerBackend,
+    onnxruntime_backend,
+    openvino_backend,
+    tensorrt_backend,
+    triton_backend,
+)
 
 
 def _triton_importable() -> bool:
@@ -178,6 +186,8 @@ class Detector:
 
             export_onnx(model, path)
 
+        if backend == "openvino":
+            return _cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_openvino(p, **opts, **kwargs))
         return _cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_onnx(p, **opts, **kwargs))
 
     @classmethod
@@ -186,6 +196,16 @@ class Detector:
         """Run an exported ONNX graph with ONNX Runtime; the config comes from the file's metadata."""
         backend = onnxruntime_backend(path, providers=providers, intra_op_threads=intra_op_threads,
                                       inter_op_threads=inter_op_threads, graph_optimization=graph_optimization)
+        return cls(backend.cfg, backend, **kwargs)
+
+    @classmethod
+    def from_openvino(cls, path: str | Path, precision: str = "fp32", hint: str = "latency",
+                      threads: int | None = None, calib=None, allow_fallback: bool = False, max_compiled: int = 8,
+                      cache_dir: str | Path | None = None, **kwargs) -> Detector:
+        """Run an exported fp32 ONNX graph with OpenVINO (CPU) in fp32, bf16 or int8 (NNCF PTQ
+        calibrated on ``calib`` feature files); see :mod:`mse_rt.runtime.backends.openvino`."""
+        backend = openvino_backend(path, precision=precision, hint=hint, threads=threads, calib=calib,
+                                   allow_fallback=allow_fallback, max_compiled=max_compiled, cache_dir=cache_dir)
         return cls(backend.cfg, backend, **kwargs)
 
     @classmethod

@@ -6,13 +6,20 @@ Heavy optional packages are imported inside the backend that needs them.
 from .base import Backend
 from .eager import EagerBackend
 
-BACKENDS = ("eager", "onnxruntime", "triton", "tensorrt")
+BACKENDS = ("eager", "onnxruntime", "openvino", "triton", "tensorrt")
 
 def onnxruntime_backend(*args, **kwargs):
     """Build an :class:`OnnxRuntimeBackend` (imported lazily: onnxruntime is optional)."""
     from .onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(*args, **kwargs)
+
+
+def openvino_backend(*args, **kwargs):
+    """Build an :class:`OpenVinoBackend` (imported lazily: openvino is optional)."""
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(*args, **kwargs)
 
 
 def triton_backend(*args, **kwargs):

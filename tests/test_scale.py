@@ -1,0 +1,72 @@
+"""Ray Data job and Ray Serve endpoint give the plain CLI's detections (200 synthetic videos).
+
+Ray listens on the machine's own address even when told 127.0.0.1: as root, the scenario runs
+inside a private network namespace (``unshare --net``, loopback up) so nothing can leave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golden_utils import match_detections
+
+pytest.importorskip("ray")
+SCENARIO = Path(__file__).resolve().parent / "scale_scenario.py"
+
+
+def _isolated(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
+        inner = " ".join(f"'{c}'" for c in cmd)
+        return ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {inner}"]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    work = tmp_path_factory.mktemp("scale")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run(_isolated([sys.executable, str(SCENARIO), str(work), "200"]), capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _load(path):
+    return json.loads(Path(path).read_text())["results"]
+
+
+def _same(a: dict, b: dict, what: str):
+    assert sorted(a) == sorted(b), f"{what}: different videos"
+    for vid in a:
+        ea, eb = a[vid], b[vid]
+        match_detections(np.array([e["segment"] for e in ea]).reshape(-1, 2), np.array([e["score"] for e in ea]),
+                         np.array([e["label"] for e in ea]), np.array([e["segment"] for e in eb]).reshape(-1, 2),
+                         np.array([e["score"] for e in eb]), np.array([e["label"] for e in eb]), f"{what} {vid}")
+
+
+def test_ray_job_equals_the_plain_cli(scenario):
+    work, s = scenario
+    plain = _load(work / "plain.json")
+    assert len(plain) == 200
+    _same(_load(work / "ray.json"), plain, "ray vs plain")
+    assert s["ray"]["done"] == 200 and list(s["ray_failed"]) == ["broken"] and "NaN" in s["ray_failed"]["broken"]
+
+
+def test_ray_job_resumes_from_its_journal(scenario):
+    _, s = scenario
+    assert s["ray_rerun"] == {"done": 0, "skipped": 200}
+
+
+def test_serve_endpoint_equals_the_plain_cli(scenario):
+    work, s = scenario
+    _same(_load(work / "serve.json"), _load(work / "plain.json"), "serve vs plain")
+    assert s["bad_request"].startswith("400") and "feature channels" in s["bad_request"]

@@ -1,0 +1,101 @@
+"""Triton Inference Server model repository: configs parse as Triton's protobuf, and the Python
+backend (driven here through a stand-in for triton_python_backend_utils) reproduces the golden
+detections from the ONNX network's outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from mse_rt.export.triton_repo import ENSEMBLE, NET, POST, export_triton_repo
+
+from golden_utils import GOLDEN, golden_videos, match_detections
+
+pytest.importorskip("onnxruntime")
+NAME = "thumos_small"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"),
+                              tmp_path_factory.mktemp("t") / "repo", max_batch=4)
+
+
+def _parse(path):
+    mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from google.protobuf import text_format
+
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def test_layout_and_configs_parse(repo):
+    assert (repo / NET / "1" / "model.onnx").is_file() and (repo / POST / "1" / "model.py").is_file()
+    net, post, ens = (_parse(repo / m / "config.pbtxt") for m in (NET, POST, ENSEMBLE))
+    assert net.platform == "onnxruntime_onnx" and net.max_batch_size == 4 and net.HasField("dynamic_batching")
+    assert [i.name for i in net.input] == ["feats", "lengths"] and list(net.input[0].dims) == [64, -1]
+    assert list(net.input[1].reshape.shape) == []  # (B,) lengths as the ONNX graph wants
+    assert post.backend == "python" and json.loads(post.parameters["mse_rt_config"].string_value)["model"]
+    assert ens.platform == "ensemble" and [s.model_name for s in ens.ensemble_scheduling.step] == [NET, POST]
+    assert {o.name for o in ens.output} == {"segments", "scores", "labels"}
+
+
+def test_refuses_a_foreign_folder(tmp_path):
+    from mse_rt import ExportError
+
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(ExportError, match="not an mse_rt model repository"):
+        export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path)
+
+
+def _fake_pb_utils():
+    class Tensor:
+        def __init__(self, name, arr):
+            self.name, self.arr = name, arr
+
+        def as_numpy(self):
+            return self.arr
+
+    class InferenceResponse:
+        def __init__(self, output_tensors):
+            self.outputs = {t.name: t.arr for t in output_tensors}
+
+    mod = types.ModuleType("triton_python_backend_utils")
+    mod.Tensor = Tensor
+    mod.InferenceResponse = InferenceResponse
+    mod.get_input_tensor_by_name = lambda request, name: request[name]
+    return mod
+
+
+def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
+    import onnxruntime as ort
+
+    from mse_rt.preprocess import pad_batch
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    spec = importlib.util.spec_from_file_location("mse_rt_post_model", repo / POST / "1" / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    post = mod.TritonPythonModel()
+    cfg_json = _parse(repo / POST / "config.pbtxt").parameters["mse_rt_config"].string_value
+    post.initialize({"model_config": json.dumps({"parameters": {"mse_rt_config": {"string_value": cfg_json}}})})
+    sess = ort.InferenceSession(str(repo / NET / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    pb = sys.modules["triton_python_backend_utils"]
+    import torch
+
+    for v in golden_videos(NAME):
+        z = v["data"]
+        x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))  # the client pads
+        cls_prob, seg_start, seg_end = sess.run(None, {"feats": x.numpy(), "lengths": lens.numpy()})
+        req = {"cls_prob": pb.Tensor("cls_prob", cls_prob), "seg_start": pb.Tensor("seg_start", seg_start),
+               "seg_end": pb.Tensor("seg_end", seg_end), "lengths": pb.Tensor("lengths", lens.numpy()[:, None]),
+               "fps": pb.Tensor("fps", np.array([[float(z["fps"])]], np.float32))}
+        (resp,) = post.execute([req])
+        scores = resp.outputs["scores"][0]
+        keep = scores >= 0
+        match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
+                         z["det_segments_sec"], z["det_scores"], z["det_labels"], f"triton post {v['video_id']}")
