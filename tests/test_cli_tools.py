@@ -1,0 +1,47 @@
+"""The command-line tools added for streaming and CPU deployment: stream, benchmark, compare."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mse_rt.cli import main
+from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+
+
+def test_stream_prints_final_detections_with_their_delay(capsys):
+    files = sorted((DEMO / "features").glob("*.npy"))[:2]
+    assert main(["stream", "--lag", "8", "--hop", "4", "--min-score", "0.3", "--show-in-progress", "0.4",
+                 *map(str, files)]) == 0
+    out = capsys.readouterr().out
+    assert "FINAL class" in out and "after its end" in out and "in progress" in out
+    assert "2 streams" in out
+
+
+def test_benchmark_writes_json_and_markdown(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    j, md = tmp_path / "b.json", tmp_path / "b.md"
+    assert main(["benchmark", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "eager",
+                 "onnxruntime", "--T", "256", "--B", "1", "2", "--repeat", "2", "--warmup", "1", "--json", str(j),
+                 "--md", str(md)]) == 0
+    res = json.loads(j.read_text())
+    assert {(r["variant"], r["B"]) for r in res["rows"]} == {("eager", 1), ("eager", 2), ("onnxruntime", 1),
+                                                              ("onnxruntime", 2)}
+    assert all(r["ms_median"] > 0 and r["gflop_per_video"] > 0 for r in res["rows"])
+    assert "GFLOP/s" in md.read_text() and "fp32 GEMM peak" in capsys.readouterr().out
+
+
+def test_compare_with_ground_truth(capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["compare", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "onnxruntime",
+                 "--gt", str(DEMO / "annotations.json"), "--split", "validation", str(DEMO / "features")]) == 0
+    out = capsys.readouterr().out
+    assert "top-10 matched 100.0 %" in out and out.count("mAP 84.90") == 2  # fp32 ONNX == eager
+
+
+def test_int8_variants_need_calibration(capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["compare", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "onnxruntime-int8",
+                 str(DEMO / "features")]) == 2
+    assert "need calibration feature files" in capsys.readouterr().err
