@@ -35,16 +35,21 @@ def check_output_path(path: str | Path, what: str = "output") -> Path:
     a temporary file there. Raises :class:`OutputError` naming the problem.
     """
     path = Path(path)
+    os.unlink(_temp_beside(path, what, ".probe"))
+    return path
+
+
+def _temp_beside(path: Path, what: str, suffix: str) -> str:
+    """An empty temporary file in ``path``'s folder (created if missing); OutputError otherwise."""
     if path.is_dir():
         raise OutputError(f"{what} {path} is a directory; give a file name (e.g. {path / 'results.json'})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise OutputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
-    return path
+    return name
 
 
 @contextlib.contextmanager
@@ -56,15 +61,7 @@ def atomic_output(path: str | Path, what: str = "output") -> Iterator[Path]:
     interrupt ``tmp`` is removed and ``p`` left as it was. OSErrors become :class:`OutputError`.
     """
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{what} {path} is a directory; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
+    tmp = Path(_temp_beside(path, what, ".tmp"))
     try:
         yield tmp
         with open(tmp, "rb+") as f:
