@@ -42,6 +42,6 @@ def test_compare_with_ground_truth(capsys):
 
 def test_int8_variants_need_calibration(capsys):
     pytest.importorskip("onnxruntime")
-    assert main(["compare", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "onnxruntime-int8",
-                 str(DEMO / "features")]) == 2
+    assert main(["compare", str(DEMO / "features"), "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT),
+                 "--variants", "onnxruntime-int8"]) == 2
     assert "need calibration feature files" in capsys.readouterr().err
