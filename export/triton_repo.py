@@ -92,6 +92,15 @@ class TritonPythonModel:
 '''
 
 
+# the detections both the Python backend and the ensemble return (per video, sorted by score)
+_DETECTION_OUTPUTS = """output [
+  { name: "segments" data_type: TYPE_FP32 dims: [ -1, 2 ] },
+  { name: "scores" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "labels" data_type: TYPE_INT64 dims: [ -1 ] }
+]
+"""
+
+
 def _net_config(cfg: dict, max_batch: int, platform: str, model_file: str, queue_delay_us: int) -> str:
     c, k = cfg["model"]["input_dim"], cfg["model"]["num_classes"]
     outputs = "\n".join(f'  {{ name: "{n}" data_type: TYPE_FP32 dims: [ -1, {k} ] }},' for n in
@@ -126,12 +135,7 @@ input [
   {{ name: "lengths" data_type: TYPE_INT64 dims: [ 1 ] }},
   {{ name: "fps" data_type: TYPE_FP32 dims: [ 1 ] }}
 ]
-output [
-  {{ name: "segments" data_type: TYPE_FP32 dims: [ -1, 2 ] }},
-  {{ name: "scores" data_type: TYPE_FP32 dims: [ -1 ] }},
-  {{ name: "labels" data_type: TYPE_INT64 dims: [ -1 ] }}
-]
-parameters {{ key: "mse_rt_config" value: {{ string_value: {json.dumps(cfg_json)} }} }}
+{_DETECTION_OUTPUTS}parameters {{ key: "mse_rt_config" value: {{ string_value: {json.dumps(cfg_json)} }} }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 '''
 
@@ -146,12 +150,7 @@ input [
   {{ name: "lengths" data_type: TYPE_INT64 dims: [ 1 ] }},
   {{ name: "fps" data_type: TYPE_FP32 dims: [ 1 ] }}
 ]
-output [
-  {{ name: "segments" data_type: TYPE_FP32 dims: [ -1, 2 ] }},
-  {{ name: "scores" data_type: TYPE_FP32 dims: [ -1 ] }},
-  {{ name: "labels" data_type: TYPE_INT64 dims: [ -1 ] }}
-]
-ensemble_scheduling {{
+{_DETECTION_OUTPUTS}ensemble_scheduling {{
   step [
     {{
       model_name: "{NET}"
