@@ -34,12 +34,12 @@ def level_lengths(T: int, strides: list[int]) -> list[int]:
     return [T // s for s in strides]
 
 
-def boundary_windows(logits: torch.Tensor, n: int, left: bool) -> torch.Tensor:
-    """(B, K, T) boundary logits -> (B, K, T, n+1) windows: logits[t-n+j] (left) or logits[t+j],
-    zero outside the sequence."""
+def boundary_windows(logits: torch.Tensor, n: int, left: bool, dim: int = -1) -> torch.Tensor:
+    """(B, K, T) boundary logits -> (B, K, T, n+1) windows (``dim=-1``; ``dim=-2``: (B, K, n+1, T)):
+    logits[t-n+j] (left) or logits[t+j], zero outside the sequence."""
     T = logits.shape[-1]
     padded = F.pad(logits, (n, 0) if left else (0, n))
-    return torch.stack([padded[..., j:j + T] for j in range(n + 1)], dim=-1)
+    return torch.stack([padded[..., j:j + T] for j in range(n + 1)], dim=dim)
 
 
 class DetectorGraph(nn.Module):
@@ -75,11 +75,15 @@ class DetectorGraph(nn.Module):
             off = out["offsets"][l]  # (B, 2 (n+1), T_l)
             B, K, Tl = cls.shape
             if self.use_trident_head:
-                off = off.reshape(B, 2, n + 1, Tl).permute(0, 1, 3, 2)  # (B, 2, T_l, n+1)
-                left = boundary_windows(out["start_logits"][l], n, left=True) + off[:, None, 0]
-                right = boundary_windows(out["end_logits"][l], n, left=False) + off[:, None, 1]
-                d_start = (torch.softmax(left, dim=-1) * (n - j)).sum(-1)  # (B, K, T_l)
-                d_end = (torch.softmax(right, dim=-1) * j).sum(-1)
+                # windows stacked as (B, K, n+1, T_l): time stays the innermost axis (a concat of
+                # contiguous rows; stacking on the last axis was a slow element-wise concat in
+                # OpenVINO and ONNX Runtime), the softmax runs over the bins axis
+                off = off.reshape(B, 2, n + 1, Tl)  # (B, 2, n+1, T_l)
+                left = boundary_windows(out["start_logits"][l], n, left=True, dim=-2) + off[:, None, 0]
+                right = boundary_windows(out["end_logits"][l], n, left=False, dim=-2) + off[:, None, 1]
+                jj = j[:, None]
+                d_start = (torch.softmax(left, dim=-2) * (n - jj)).sum(-2)  # (B, K, T_l)
+                d_end = (torch.softmax(right, dim=-2) * jj).sum(-2)
             else:
                 d_start = off[:, 0:1].expand(B, K, Tl)
                 d_end = off[:, 1:2].expand(B, K, Tl)

@@ -146,7 +146,9 @@ class MaskedMHCA(nn.Module):
             # explicit softmax attention with a finite additive key mask (export-friendly)
             # (softmax in float32, also in fp16 graphs)
             bias = (~mask[:, :, None, :]).to(torch.float32) * MASK_NEG
-            scores = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.n_channels)) + bias
+            # the 1/sqrt(d) scale applied to q (T x d) rather than to the T x T scores: one T x T
+            # elementwise pass less (15 ms of 255 in OpenVINO int8 at T = 2304)
+            scores = ((q * (1.0 / math.sqrt(self.n_channels))) @ k.transpose(-2, -1)).float() + bias
             out = torch.softmax(scores, dim=-1).to(v.dtype) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, None, :].contiguous())

@@ -76,8 +76,10 @@ def check_features(feats: np.ndarray | torch.Tensor, cfg: dict, name: str = "fea
             f"max_seq_len * max_buffer_len_factor, rounded to the padding multiple); split it or use streaming"
         )
     t = t.to(device="cpu", dtype=torch.float32)
-    finite = torch.isfinite(t)
-    if not bool(finite.all()):
+    # fast screen: the sum is NaN/Inf whenever an element is (IEEE propagation); a finite sum
+    # proves all elements finite. A non-finite sum (NaN/Inf inside, or a float32 overflow of
+    # huge finite values) falls back to the exact element-wise test.
+    if not bool(torch.isfinite(t.sum())) and not bool((finite := torch.isfinite(t)).all()):
         bad = (~finite).nonzero()[0].tolist()
         raise InputError(f"{name}: contains NaN or Inf (first at step {bad[0]}, channel {bad[1]})")
     return t.T

@@ -107,15 +107,19 @@ def test_openvino_precisions_on_the_demo(demo_onnx, calib, fp32_map, precision):
     assert abs(m - fp32_map) <= tol, f"OpenVINO {precision} mAP {m:.4f} vs fp32 {fp32_map:.4f}"
 
 
-def test_openvino_fp32_matches_eager_on_golden(tmp_path):
-    """Dense outputs within the export tolerance (fp32 requested explicitly: no silent bf16)."""
+@pytest.fixture(scope="module")
+def golden_onnx(tmp_path_factory):
     from mse_rt.export import export_onnx
 
+    return export_onnx((GOLDEN / "thumos_small" / "config.yaml", GOLDEN / "thumos_small" / "ckpt.pth.tar"),
+                       tmp_path_factory.mktemp("golden") / "t.onnx")
+
+
+def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
+    """Dense outputs within the export tolerance (fp32 requested explicitly: no silent bf16)."""
     from golden_utils import golden_videos
 
-    p = export_onnx((GOLDEN / "thumos_small" / "config.yaml", GOLDEN / "thumos_small" / "ckpt.pth.tar"),
-                    tmp_path / "t.onnx")
-    det = mse_rt.Detector.from_openvino(p, precision="fp32", max_compiled=2)
+    det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", max_compiled=2)
     eager = mse_rt.Detector.from_checkpoint(GOLDEN / "thumos_small" / "config.yaml",
                                             GOLDEN / "thumos_small" / "ckpt.pth.tar")
     import torch
@@ -129,6 +133,33 @@ def test_openvino_fp32_matches_eager_on_golden(tmp_path):
             err = float((a[k] - b[k]).abs().max()) / max(1.0, float(a[k].abs().max()))
             assert err <= 1e-3, f"{k}: {err:.2e}"
     assert len(det.backend._compiled) <= 2
+
+
+def test_openvino_split_batch_matches_eager(golden_onnx):
+    """A batch of videos of different lengths run as single-video requests (sequential under the
+    latency hint, parallel streams under the throughput hint) gives each video's eager outputs."""
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    from golden_utils import golden_videos
+
+    cfg, ckpt = GOLDEN / "thumos_small" / "config.yaml", GOLDEN / "thumos_small" / "ckpt.pth.tar"
+    eager = mse_rt.Detector.from_checkpoint(cfg, ckpt)
+    vids = golden_videos("thumos_small")[:3]
+    T = max(int(v["data"]["padded_len"]) for v in vids)
+    x, lens = pad_batch([torch.from_numpy(v["data"]["feats"]) for v in vids], T)
+    assert len(set(lens.tolist())) > 1  # different valid lengths in one padded batch
+    ref = eager.backend.infer(x, lens)
+    for hint, split in (("latency", True), ("throughput", True), ("latency", False)):
+        det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", hint=hint, split_batch=split, threads=2)
+        out = det.backend.infer(x, lens)
+        for k in ref:
+            assert out[k].shape == ref[k].shape
+            err = float((out[k] - ref[k]).abs().max()) / max(1.0, float(ref[k].abs().max()))
+            assert err <= 1e-3, f"{hint} split={split} {k}: {err:.2e}"
+        # the single-video model is what ran when splitting
+        assert ((1, x.shape[1], T) in det.backend._compiled) == split
 
 
 def test_openvino_errors(demo_onnx, tmp_path):
