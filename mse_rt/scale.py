@@ -12,7 +12,12 @@ one JSON line per video, flushed as results arrive), so a rerun skips videos alr
 (resumable) and a crash loses nothing finished; at the end the journal becomes the ActivityNet
 results JSON, written atomically (or stays JSON lines with ``jsonl=True`` for huge corpora).
 A file that fails (unreadable, wrong shape, NaN) is reported with its reason and does not stop
-the job. Ray is optional: ``pip install 'mse-rt[ray]'``.
+the job. A worker that dies (a crash in native code, out of memory, a killed process) is
+restarted and its batch retried up to ``actor_retries`` times (Ray Data's own default is to
+retry forever, so a batch that kills its worker every time would hang the job); a batch that
+still fails is set aside, the job goes on, and its videos are retried one per batch in a
+second pass, so only the video that kills its worker is reported failed ("worker died") and
+every other result is kept. Ray is optional: ``pip install 'mse-rt[ray]'``.
 
 Ray Serve endpoint (:func:`serve_detector`): POST JSON ``{"video_id": str, "fps": float,
 "features": [[...], ...]}`` (T rows of C numbers) or ``"features_npy_b64"`` (a base64 .npy of a
@@ -25,6 +30,7 @@ with ``{"error": ...}``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -73,7 +79,9 @@ class _DetectActor:
         from .runtime import Detector
 
         torch.set_num_threads(spec.get("threads") or 1)
-        if spec.get("model_file"):
+        if spec.get("factory") is not None:
+            self.det = spec["factory"]()
+        elif spec.get("model_file"):
             self.det = Detector.from_file(spec["model_file"], max_batch=spec["batch_size"])
         else:
             self.det = Detector.from_checkpoint(spec["config"], spec["ckpt"], backend=spec["backend"],
@@ -127,23 +135,61 @@ def read_journal(path: Path) -> dict[str, list]:
     return done
 
 
+@contextlib.contextmanager
+def _job_errors(journal: Path, done: dict):
+    """A Ray failure that stops the job (cluster gone, driver interrupted) as a BackendError that
+    says where the finished videos are; MseRtError passes through."""
+    try:
+        yield
+    except MseRtError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray raises many types; all end the job the same way
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BackendError(f"the Ray job stopped: {type(exc).__name__}: {first}; "
+                           f"the {len(done)} finished videos are kept in {journal}: rerun the same command to "
+                           "resume") from exc
+
+
+def _run_pass(ray, rows: list[dict], spec: dict, batch_size: int, num_actors: int, gpus_per_actor: float,
+              actor_retries: int):
+    """Result rows of one Ray Data pass over ``rows``; batches whose worker kept dying are skipped
+    (their videos simply have no row)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = ctx.max_errored_blocks
+    ctx.max_errored_blocks = -1  # a batch that failed all its retries is set aside, the job goes on
+    try:
+        ds = ray.data.from_items(rows)
+        ds = ds.map_batches(_DetectActor, fn_constructor_kwargs={"spec": spec}, batch_size=batch_size,
+                            concurrency=num_actors, num_gpus=gpus_per_actor or None, batch_format="numpy",
+                            max_restarts=actor_retries, max_task_retries=actor_retries)
+        yield from ds.iter_rows()
+    finally:
+        ctx.max_errored_blocks = saved
+
+
 def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_file=None, backend: str = "eager",
                       device: str = "cpu", num_actors: int = 2, gpus_per_actor: float = 0.0, batch_size: int = 8,
                       threads_per_actor: int = 1, fps: float | None = None, address: str | None = None,
-                      ids: str = "stem", jsonl: bool = False, on_progress: Callable | None = None) -> dict:
+                      ids: str = "stem", jsonl: bool = False, on_progress: Callable | None = None,
+                      actor_retries: int = 2, detector_factory: Callable | None = None) -> dict:
     """Run a detector over feature files on Ray (see the module docstring).
 
-    Returns ``{"done": n, "skipped": n already in the journal, "failed": {video id: reason},
-    "output": path, "seconds": wall time}``.
+    ``detector_factory``: a picklable callable returning the Detector each actor uses (instead of
+    config + ckpt / model_file). ``actor_retries``: restarts of a dead worker and retries of its
+    batch before the batch is set aside. Returns ``{"done": n, "skipped": n already in the
+    journal, "failed": {video id: reason}, "output": path, "seconds": wall time}``.
     """
     from .cli import collect_feature_files, video_ids_for
     from .fileio import atomic_write_text, check_output_path
     from .results import check_unique_ids
 
-    if num_actors < 1 or batch_size < 1:
-        raise InputError(f"num_actors and batch_size must be >= 1, got {num_actors} and {batch_size}")
-    if model_file is None and not (config and ckpt):
-        raise InputError("give config + ckpt, or model_file (.onnx / .engine)")
+    if num_actors < 1 or batch_size < 1 or actor_retries < 0:
+        raise InputError(f"num_actors and batch_size must be >= 1 and actor_retries >= 0, got {num_actors}, "
+                         f"{batch_size} and {actor_retries}")
+    if model_file is None and not (config and ckpt) and detector_factory is None:
+        raise InputError("give config + ckpt, or model_file (.onnx / .engine), or detector_factory")
     output = check_output_path(output, what="results file")
     files = collect_feature_files([str(i) for i in inputs])
     vid_ids = check_unique_ids(video_ids_for(files, ids))
@@ -156,22 +202,30 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
         ray = init_ray(address)
         spec = {"config": str(config) if config else None, "ckpt": str(ckpt) if ckpt else None,
                 "model_file": str(model_file) if model_file else None, "backend": backend, "device": device,
-                "batch_size": batch_size, "fps": fps, "threads": threads_per_actor}
-        ds = ray.data.from_items([{"video_id": v, "path": p} for v, p in todo])
-        ds = ds.map_batches(_DetectActor, fn_constructor_kwargs={"spec": spec}, batch_size=batch_size,
-                            concurrency=num_actors, num_gpus=gpus_per_actor or None, batch_format="numpy")
-        with open(journal, "a") as j:
-            for row in ds.iter_rows():
-                vid = str(row["video_id"])
-                if row["error"]:
-                    failed[vid] = str(row["error"])
-                    continue
-                dets = json.loads(row["detections"])
-                j.write(json.dumps({"video_id": vid, "detections": dets}) + "\n")
-                j.flush()
-                done[vid] = dets
-                if on_progress:
-                    on_progress(len(done), len(vid_ids))
+                "batch_size": batch_size, "fps": fps, "threads": threads_per_actor, "factory": detector_factory}
+        pending = [{"video_id": v, "path": p} for v, p in todo]
+        # pass 1 in batches; pass 2, one video per batch, for the videos of batches whose worker died
+        for bs in (batch_size, 1):
+            seen = set()
+            with open(journal, "a") as j, _job_errors(journal, done):
+                for row in _run_pass(ray, pending, spec, bs, num_actors, gpus_per_actor, actor_retries):
+                    vid = str(row["video_id"])
+                    seen.add(vid)
+                    if row["error"]:
+                        failed[vid] = str(row["error"])
+                        continue
+                    dets = json.loads(row["detections"])
+                    j.write(json.dumps({"video_id": vid, "detections": dets}) + "\n")
+                    j.flush()
+                    done[vid] = dets
+                    if on_progress:
+                        on_progress(len(done), len(vid_ids))
+            pending = [r for r in pending if r["video_id"] not in seen]
+            if not pending or bs == 1:
+                break
+        for r in pending:
+            failed[r["video_id"]] = (f"{r['path']}: no result, the Ray worker running it died {actor_retries + 1} "
+                                     "time(s) (a crash in native code, out of memory or a killed process)")
     n_new = len(todo) - len(failed)
     if jsonl:
         lines = "".join(json.dumps({"video_id": v, "detections": d}) + "\n" for v, d in done.items())
@@ -210,6 +264,36 @@ def encode_npy_b64(feats: np.ndarray) -> str:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(feats, dtype=np.float32))
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def request_detection(url: str, feats: np.ndarray, fps: float | None = None, video_id: str = "video",
+                      timeout: float = 60.0) -> dict:
+    """POST one video's (T, C) features to a running endpoint; returns its JSON answer
+    (``{"video_id", "duration", "detections"}``). Raises :class:`BackendError` when the endpoint
+    cannot be reached (server down, wrong port), answers with a server error or times out, and
+    :class:`InputError` with the server's message when it refuses the request (HTTP 400)."""
+    import urllib.error
+    import urllib.request
+
+    body = {"video_id": str(video_id), "features_npy_b64": encode_npy_b64(feats)}
+    if fps is not None:
+        body["fps"] = float(fps)
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            msg = json.loads(exc.read()).get("error", "")
+        except ValueError:
+            msg = ""
+        if exc.code == 400:
+            raise InputError(f"{url} refused video {video_id!r}: {msg or exc.reason}") from exc
+        raise BackendError(f"{url} answered HTTP {exc.code} for video {video_id!r}: {msg or exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise BackendError(f"endpoint {url} is not reachable ({exc.reason}): is `mse-rt serve` running there?") from exc
+    except TimeoutError as exc:
+        raise BackendError(f"endpoint {url} did not answer within {timeout:g} s (video {video_id!r})") from exc
 
 
 def build_serve_app(config=None, ckpt=None, model_file=None, backend: str = "eager", device: str = "cpu",

@@ -7,7 +7,9 @@ resume and a bad file) and the Serve endpoint; prints one JSON summary line.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -17,11 +19,31 @@ from pathlib import Path
 import numpy as np
 
 
+class CrashingDetector:
+    """A Detector whose process dies on the video "poison" (always) and "flaky" (the first time)."""
+
+    def __init__(self, config: str, ckpt: str, marker: str) -> None:
+        from mse_rt import Detector
+
+        self.det = Detector.from_checkpoint(config, ckpt)
+        self.cfg = self.det.cfg
+        self.marker = marker
+
+    def detect_batch(self, feats, fps=None, video_ids=None):
+        if "poison" in video_ids:
+            os._exit(3)
+        if "flaky" in video_ids and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(3)
+        return self.det.detect_batch(feats, fps=fps, video_ids=video_ids)
+
+
 def main(work: Path, n: int) -> dict:
+    from mse_rt import BackendError, InputError
     from mse_rt.cli import main as cli
     from mse_rt.data import write_dataset
     from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
-    from mse_rt.scale import detect_corpus_ray, encode_npy_b64, serve_detector, shutdown
+    from mse_rt.scale import detect_corpus_ray, request_detection, serve_detector, shutdown
 
     data = write_dataset(work / "corpus", n, seed=5, subset="test")
     feats = data / "features"
@@ -41,15 +63,26 @@ def main(work: Path, n: int) -> dict:
     out["ray_failed"] = r["failed"]
     r2 = detect_corpus_ray([feats], work / "ray.json", config=DEMO_CONFIG, ckpt=DEMO_CKPT, num_actors=2)
     out["ray_rerun"] = {k: r2[k] for k in ("done", "skipped")}
+    # dead workers: "poison" kills its worker every time, "flaky" once; 10 good videos beside them
+    crash = work / "crash"
+    crash.mkdir()
+    good = sorted(feats.glob("*.npy"))[:10]
+    for f in good:
+        (crash / f.name).write_bytes(f.read_bytes())
+    (crash / "poison.npy").write_bytes(good[0].read_bytes())
+    (crash / "flaky.npy").write_bytes(good[1].read_bytes())
+    factory = functools.partial(CrashingDetector, str(DEMO_CONFIG), str(DEMO_CKPT), str(work / "flaky.marker"))
+    t0 = time.perf_counter()
+    r3 = detect_corpus_ray([crash], work / "crash.json", detector_factory=factory, num_actors=2, batch_size=4,
+                           actor_retries=1)
+    out["crash"] = {"done": r3["done"], "failed": r3["failed"], "seconds": time.perf_counter() - t0,
+                    "flaky_of": good[1].stem}
     port = 18431
     serve_detector(port=port, config=str(DEMO_CONFIG), ckpt=str(DEMO_CKPT), max_batch=8)
     url = f"http://127.0.0.1:{port}/detect"
 
     def post(path):
-        body = json.dumps({"video_id": path.stem, "fps": 30.0, "features_npy_b64": encode_npy_b64(np.load(path))})
-        req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
+        return request_detection(url, np.load(path), fps=30.0, video_id=path.stem)
 
     files = sorted(feats.glob("*.npy"))
     t0 = time.perf_counter()
@@ -64,7 +97,16 @@ def main(work: Path, n: int) -> dict:
         out["bad_request"] = "accepted"
     except urllib.error.HTTPError as exc:
         out["bad_request"] = f"{exc.code}: {json.loads(exc.read())['error']}"
+    try:  # the client's error for a refused request (wrong feature dim)
+        request_detection(url, np.zeros((10, 3), np.float32), fps=30.0)
+    except InputError as exc:
+        out["client_bad_request"] = str(exc)
     shutdown()
+    try:  # server down
+        request_detection(url, np.load(files[0]), fps=30.0, timeout=5)
+        out["server_down"] = "answered"
+    except BackendError as exc:
+        out["server_down"] = str(exc)
     (work / "serve.json").write_text(json.dumps({"results": serve_results}))
     return out
 

@@ -70,3 +70,22 @@ def test_serve_endpoint_equals_the_plain_cli(scenario):
     work, s = scenario
     _same(_load(work / "serve.json"), _load(work / "plain.json"), "serve vs plain")
     assert s["bad_request"].startswith("400") and "feature channels" in s["bad_request"]
+
+
+def test_a_dead_worker_loses_only_its_own_video(scenario):
+    """A video whose worker dies every time is reported failed; one that kills its worker once is
+    retried; the videos batched with them still get their results, equal to the plain CLI's."""
+    work, s = scenario
+    c = s["crash"]
+    assert list(c["failed"]) == ["poison"] and "worker" in c["failed"]["poison"] and "died" in c["failed"]["poison"]
+    assert c["done"] == 11
+    res, plain = _load(work / "crash.json"), _load(work / "plain.json")
+    assert "poison" not in res
+    _same({k: v for k, v in res.items() if k != "flaky"}, {k: plain[k] for k in res if k != "flaky"}, "crash run")
+    _same({"x": res["flaky"]}, {"x": plain[c["flaky_of"]]}, "flaky video")
+
+
+def test_client_errors_name_the_problem(scenario):
+    _, s = scenario
+    assert "refused" in s["client_bad_request"] and "feature channels" in s["client_bad_request"]
+    assert "not reachable" in s["server_down"] and "mse-rt serve" in s["server_down"]
