@@ -339,7 +339,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if fmt.name == "triton-repo":
         from .export.triton_repo import export_triton_repo
 
-        out = export_triton_repo((args.config, args.ckpt), args.output, max_batch=args.max_batch)
+        out = export_triton_repo((args.config, args.ckpt), args.output, max_batch=args.max_batch,
+                                 net_backend=args.triton_net)
         print(f"exported {out}")
         return 0
     check_output_path(args.output, what="export output")
@@ -542,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
                    help="graph precision (fp16: half network, float32 I/O, softmax / norms / decode in float32)")
     e.add_argument("--max-batch", type=_positive_int, default=8, help="engine profile: largest batch")
+    e.add_argument("--triton-net", default="onnxruntime", choices=("onnxruntime", "python"),
+                   help="triton-repo: the network on Triton's ONNX Runtime backend, or on the Python backend "
+                        "(ONNX Runtime inside; for servers without the ONNX Runtime backend)")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     e.add_argument("--static", action="store_true", help="fixed (batch, max-len) instead of dynamic axes")
     e.add_argument("--batch", type=_positive_int, default=1, help="example / static batch size")

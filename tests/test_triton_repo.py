@@ -99,3 +99,55 @@ def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
         keep = scores >= 0
         match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
                          z["det_segments_sec"], z["det_scores"], z["det_labels"], f"triton post {v['video_id']}")
+
+
+def _load_model_py(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.TritonPythonModel()
+
+
+def test_python_backend_network_then_post_reproduce_golden(tmp_path, monkeypatch):
+    """--triton-net python: the network's Python-backend model (ONNX Runtime inside) feeding the
+    post-processing model gives the golden detections; its config names the python backend."""
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    repo = export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path / "r",
+                              max_batch=2, net_backend="python")
+    net_cfg = _parse(repo / NET / "config.pbtxt")
+    assert net_cfg.backend == "python" and not net_cfg.platform and (repo / NET / "1" / "model.onnx").is_file()
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    pb = sys.modules["triton_python_backend_utils"]
+    net = _load_model_py(repo / NET / "1" / "model.py", "mse_rt_net_model")
+    net.initialize({"model_config": json.dumps({"parameters": {}}), "model_repository": str(repo / NET),
+                    "model_version": "1"})
+    post = _load_model_py(repo / POST / "1" / "model.py", "mse_rt_post_model2")
+    cfg_json = _parse(repo / POST / "config.pbtxt").parameters["mse_rt_config"].string_value
+    post.initialize({"model_config": json.dumps({"parameters": {"mse_rt_config": {"string_value": cfg_json}}})})
+    for v in golden_videos(NAME)[:3]:
+        z = v["data"]
+        x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))
+        (dense,) = net.execute([{"feats": pb.Tensor("feats", x.numpy()),
+                                 "lengths": pb.Tensor("lengths", lens.numpy())}])
+        req = {**{k: pb.Tensor(k, a) for k, a in dense.outputs.items()},
+               "lengths": pb.Tensor("lengths", lens.numpy()[:, None]),
+               "fps": pb.Tensor("fps", np.array([[float(z["fps"])]], np.float32))}
+        (resp,) = post.execute([req])
+        scores = resp.outputs["scores"][0]
+        keep = scores >= 0
+        match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
+                         z["det_segments_sec"], z["det_scores"], z["det_labels"], f"python net {v['video_id']}")
+
+
+def test_python_net_refuses_an_engine(tmp_path):
+    from mse_rt import ExportError
+
+    with pytest.raises(ExportError, match="net_backend"):
+        export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path / "r",
+                           net_backend="tensorrt")
+    with pytest.raises(ExportError, match="needs net_backend='onnxruntime'"):
+        export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path / "r",
+                           engine=True, net_backend="python")

@@ -4,6 +4,10 @@ CPU execution provider by default. With ``onnxruntime-gpu`` installed, pass
 ``providers=["CUDAExecutionProvider", "CPUExecutionProvider"]`` (or ``("CUDAExecutionProvider",
 {"device_id": 0, ...})`` tuples); CUDA inputs are then bound by address through IO binding
 (zero copy from torch CUDA tensors) and outputs stay on the GPU.
+
+On CPU, start the process with ``OMP_WAIT_POLICY=PASSIVE`` (before torch is imported): torch's
+idle OpenMP threads (decode runs in torch) otherwise spin beside ONNX Runtime's own thread pool
+(see :mod:`mse_rt.runtime.backends.openvino` for the measurement).
 """
 
 from __future__ import annotations
