@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PYTRITON_VERSION ?= 0.7.0
 
 .PHONY: demo test lint bench clean demo-model
 
@@ -11,6 +12,11 @@ $(STAMP): pyproject.toml CMakeLists.txt kernels/nms_cpu.cpp
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# PyTriton's bundled tritonserver for tests/test_tritonserver.py (Linux x86-64 wheels only).
+	# --no-deps: its Python package pins numpy < 2, which ray[data]'s pandas cannot use; mse_rt
+	# only runs the server binary and its Python backend, never imports pytriton.
+	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton==$(PYTRITON_VERSION)' || \
+	    echo "mse_rt: no nvidia-pytriton $(PYTRITON_VERSION) wheel here; tests/test_tritonserver.py will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

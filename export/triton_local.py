@@ -9,8 +9,9 @@ Runtime backend, so export the repository with ``net_backend="python"``::
         dets = triton_detect(server.grpc_url, feats_ct_padded, length, fps)
 
 The Python backend runs the models in a stub process linked against ``libpython3.X``; it gets
-this interpreter's library folder (``LD_LIBRARY_PATH``) and this environment's packages (a
-``sitecustomize`` that adds the site-packages folders, so editable installs work too). Install
+this interpreter's library folder (``LD_LIBRARY_PATH``) and this environment's packages: the
+stub's interpreter is isolated (it ignores ``PYTHONPATH``), so the generated ``model.py`` files
+add the folders named in ``MSE_RT_TRITON_SITE`` (with their ``.pth`` files: editable installs work). Install
 the server with ``pip install --no-deps nvidia-pytriton`` (its own Python package pins numpy < 2;
 only its server files are used here, never imported) or point ``MSE_RT_TRITONSERVER`` at a
 folder holding ``bin/tritonserver`` and ``backends/python``.
@@ -66,17 +67,15 @@ class LocalServer:
     log: Path
 
 
-def _python_env(work: Path) -> dict:
-    """Environment for the Python-backend stub: this interpreter's libpython and packages."""
+def _python_env(root: Path) -> dict:
+    """Environment for the Python-backend stub: this interpreter's libpython and packages, and the
+    wheel's bundled libraries (the stub runs from a copy, away from its relative RPATH)."""
     paths = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    custom = work / "pyenv"
-    custom.mkdir()
-    (custom / "sitecustomize.py").write_text(
-        "import site\n" + "".join(f"site.addsitedir({p!r})\n" for p in paths))
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(custom), *paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
+    # the stub's interpreter is isolated (PYTHONPATH ignored); the generated model.py files add these
+    env["MSE_RT_TRITON_SITE"] = os.pathsep.join(paths)
+    libdirs = [sysconfig.get_config_var("LIBDIR") or "", *map(str, sorted(root.parent.parent.glob("*.libs")))]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*libdirs, env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
     return env
 
@@ -110,7 +109,7 @@ def local_tritonserver(repo: str | Path, server_dir: str | Path | None = None, t
                "--exit-on-error=true", "--strict-readiness=true", "--log-verbose=0"]
         log = work / "tritonserver.log"
         with open(log, "wb") as logf:
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_python_env(work))
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_python_env(root))
             server = LocalServer(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", proc, log)
             try:
                 _wait_ready(server, timeout_s)
@@ -131,6 +130,9 @@ def _log_tail(server: LocalServer, n: int = 30) -> str:
         return ""
 
 
+_FATAL = ("error while loading shared libraries", "failed to load", "Stub process", "ModuleNotFoundError")
+
+
 def _wait_ready(server: LocalServer, timeout_s: float) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -139,6 +141,9 @@ def _wait_ready(server: LocalServer, timeout_s: float) -> None:
     while time.monotonic() < deadline:  # bounded: polls every 0.5 s until the deadline
         if server.process.poll() is not None:
             raise BackendError(f"tritonserver exited with code {server.process.returncode}:\n{_log_tail(server)}")
+        text = server.log.read_text(errors="replace") if server.log.is_file() else ""
+        if any(m in text for m in _FATAL):  # a model that cannot load: the server would wait on it
+            raise BackendError(f"tritonserver could not load the repository:\n{_log_tail(server)}")
         try:
             if client.is_server_ready():
                 return

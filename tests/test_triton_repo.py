@@ -60,6 +60,16 @@ def _fake_pb_utils():
         def as_numpy(self):
             return self.arr
 
+        @classmethod
+        def from_dlpack(cls, name, obj):
+            return cls(name, np.from_dlpack(obj))
+
+        def __dlpack__(self, **kwargs):
+            return self.arr.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return self.arr.__dlpack_device__()
+
     class InferenceResponse:
         def __init__(self, output_tensors):
             self.outputs = {t.name: t.arr for t in output_tensors}
