@@ -170,7 +170,8 @@ def _detect_ray(args: argparse.Namespace) -> int:
         r = detect_corpus_ray(args.features, args.output, config=args.config, ckpt=args.ckpt, model_file=args.model,
                               backend=args.backend, device=args.device, num_actors=args.actors,
                               gpus_per_actor=args.gpus_per_actor, batch_size=args.batch, fps=args.fps,
-                              address=args.address, ids=args.ids, jsonl=args.jsonl, on_progress=progress)
+                              address=args.address, ids=args.ids, jsonl=args.jsonl, on_progress=progress,
+                              actor_retries=args.actor_retries)
     finally:
         if not args.address:
             shutdown()
@@ -461,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--address", default=None, help="with --ray: an existing cluster (default: a local one on 127.0.0.1)")
     d.add_argument("--actors", type=_positive_int, default=2, help="with --ray: detector actors")
     d.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor")
+    d.add_argument("--actor-retries", type=_nonneg_int, default=2,
+                   help="with --ray: restarts of a dead worker (and retries of its batch) before the batch is set aside")
     d.add_argument("--jsonl", action="store_true", help="with --ray: write JSON lines (huge corpora)")
     d.add_argument("features", nargs="+", help="feature files, one (T, C) .npy per video, or folders of them")
     d.set_defaults(fn=_cmd_detect)
