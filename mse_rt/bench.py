@@ -5,7 +5,10 @@ then ``repeat`` timed ``Detector.detect_batch`` calls on B random videos of T st
 pipeline: padding, forward, decode, NMS). Reported: median and p95 latency per call, videos/s,
 and GFLOP/s achieved (network FLOPs counted once with torch's FlopCounterMode on the eager model)
 next to the measured fp32 GEMM peak of this machine. Variants run one after the other in this
-process; ``benchmarks/bench_cpu_precisions.py`` runs each in its own process.
+process; ``benchmarks/bench_cpu_precisions.py`` runs each in its own process. For ONNX Runtime /
+OpenVINO, run with ``OMP_WAIT_POLICY=PASSIVE`` in the environment: torch's idle OpenMP threads
+(this harness runs an eager forward to count FLOPs) otherwise spin beside the engine's threads
+and cost up to a quarter of their speed in some processes.
 """
 
 from __future__ import annotations
