@@ -15,9 +15,10 @@ A file that fails (unreadable, wrong shape, NaN) is reported with its reason and
 the job. A worker that dies (a crash in native code, out of memory, a killed process) is
 restarted and its batch retried up to ``actor_retries`` times (Ray Data's own default is to
 retry forever, so a batch that kills its worker every time would hang the job); a batch that
-still fails is set aside, the job goes on, and its videos are retried one per batch in a
-second pass, so only the video that kills its worker is reported failed ("worker died") and
-every other result is kept. Ray is optional: ``pip install 'mse-rt[ray]'``.
+still fails is set aside, the job goes on, and its videos are retried one per batch in further
+passes (fresh actors, while a pass still brings results), so only the video that kills its
+worker is reported failed ("worker ... kept dying") and every other result is kept. Ray is
+optional: ``pip install 'mse-rt[ray]'``.
 
 Ray Serve endpoint (:func:`serve_detector`): POST JSON ``{"video_id": str, "fps": float,
 "features": [[...], ...]}`` (T rows of C numbers) or ``"features_npy_b64"`` (a base64 .npy of a
@@ -160,9 +161,15 @@ def _run_pass(ray, rows: list[dict], spec: dict, batch_size: int, num_actors: in
     saved = ctx.max_errored_blocks
     ctx.max_errored_blocks = -1  # a batch that failed all its retries is set aside, the job goes on
     try:
-        ds = ray.data.from_items(rows)
+        # one block per batch: a Ray task runs a whole block, and a worker that dies loses every
+        # row of its block, not only those of the batch that killed it
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+        # single-video passes: one task in flight per actor, so a video that kills its worker
+        # does not take the tasks queued beside it on the same actor down with it
+        pool = ray.data.ActorPoolStrategy(size=num_actors,
+                                          max_tasks_in_flight_per_actor=1 if batch_size == 1 else None)
         ds = ds.map_batches(_DetectActor, fn_constructor_kwargs={"spec": spec}, batch_size=batch_size,
-                            concurrency=num_actors, num_gpus=gpus_per_actor or None, batch_format="numpy",
+                            compute=pool, num_gpus=gpus_per_actor or None, batch_format="numpy",
                             max_restarts=actor_retries, max_task_retries=actor_retries)
         yield from ds.iter_rows()
     finally:
@@ -204,8 +211,10 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
                 "model_file": str(model_file) if model_file else None, "backend": backend, "device": device,
                 "batch_size": batch_size, "fps": fps, "threads": threads_per_actor, "factory": detector_factory}
         pending = [{"video_id": v, "path": p} for v, p in todo]
-        # pass 1 in batches; pass 2, one video per batch, for the videos of batches whose worker died
-        for bs in (batch_size, 1):
+        # pass 1 in batches; then passes of one video per batch (fresh actors each) for the videos
+        # of batches whose worker died, while a pass still brings results (at most actor_retries + 1)
+        sizes = [batch_size] + [1] * (actor_retries + 1)
+        for k, bs in enumerate(sizes):
             seen = set()
             with open(journal, "a") as j, _job_errors(journal, done):
                 for row in _run_pass(ray, pending, spec, bs, num_actors, gpus_per_actor, actor_retries):
@@ -221,11 +230,11 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
                     if on_progress:
                         on_progress(len(done), len(vid_ids))
             pending = [r for r in pending if r["video_id"] not in seen]
-            if not pending or bs == 1:
+            if not pending or (k > 0 and not seen):
                 break
         for r in pending:
-            failed[r["video_id"]] = (f"{r['path']}: no result, the Ray worker running it died {actor_retries + 1} "
-                                     "time(s) (a crash in native code, out of memory or a killed process)")
+            failed[r["video_id"]] = (f"{r['path']}: no result, the Ray worker running it kept dying ({actor_retries + 1} "
+                                     "tries per pass; a crash in native code, out of memory or a killed process)")
     n_new = len(todo) - len(failed)
     if jsonl:
         lines = "".join(json.dumps({"video_id": v, "detections": d}) + "\n" for v, d in done.items())
