@@ -130,7 +130,7 @@ def _log_tail(server: LocalServer, n: int = 30) -> str:
         return ""
 
 
-_FATAL = ("error while loading shared libraries", "failed to load", "Stub process", "ModuleNotFoundError")
+_FATAL = ("error while loading shared libraries", "failed to load", "ModuleNotFoundError")
 
 
 def _wait_ready(server: LocalServer, timeout_s: float) -> None:

@@ -81,41 +81,48 @@ def _fake_pb_utils():
     return mod
 
 
-def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
-    import onnxruntime as ort
-
-    from mse_rt.preprocess import pad_batch
-
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
-    spec = importlib.util.spec_from_file_location("mse_rt_post_model", repo / POST / "1" / "model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    post = mod.TritonPythonModel()
-    cfg_json = _parse(repo / POST / "config.pbtxt").parameters["mse_rt_config"].string_value
-    post.initialize({"model_config": json.dumps({"parameters": {"mse_rt_config": {"string_value": cfg_json}}})})
-    sess = ort.InferenceSession(str(repo / NET / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    pb = sys.modules["triton_python_backend_utils"]
-    import torch
-
-    for v in golden_videos(NAME):
-        z = v["data"]
-        x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))  # the client pads
-        cls_prob, seg_start, seg_end = sess.run(None, {"feats": x.numpy(), "lengths": lens.numpy()})
-        req = {"cls_prob": pb.Tensor("cls_prob", cls_prob), "seg_start": pb.Tensor("seg_start", seg_start),
-               "seg_end": pb.Tensor("seg_end", seg_end), "lengths": pb.Tensor("lengths", lens.numpy()[:, None]),
-               "fps": pb.Tensor("fps", np.array([[float(z["fps"])]], np.float32))}
-        (resp,) = post.execute([req])
-        scores = resp.outputs["scores"][0]
-        keep = scores >= 0
-        match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
-                         z["det_segments_sec"], z["det_scores"], z["det_labels"], f"triton post {v['video_id']}")
-
-
 def _load_model_py(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.TritonPythonModel()
+
+
+def _post_model(repo, name):
+    post = _load_model_py(repo / POST / "1" / "model.py", name)
+    cfg_json = _parse(repo / POST / "config.pbtxt").parameters["mse_rt_config"].string_value
+    post.initialize({"model_config": json.dumps({"parameters": {"mse_rt_config": {"string_value": cfg_json}}})})
+    return post
+
+
+def _check_post(post, pb, dense: dict, lens, z, what: str):
+    """Run the post model on one video's dense outputs; its detections must match the golden ones."""
+    req = {**{k: pb.Tensor(k, a) for k, a in dense.items()},
+           "lengths": pb.Tensor("lengths", lens.numpy()[:, None]),
+           "fps": pb.Tensor("fps", np.array([[float(z["fps"])]], np.float32))}
+    (resp,) = post.execute([req])
+    scores = resp.outputs["scores"][0]
+    keep = scores >= 0
+    match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
+                     z["det_segments_sec"], z["det_scores"], z["det_labels"], what)
+
+
+def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
+    import onnxruntime as ort
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    post = _post_model(repo, "mse_rt_post_model")
+    sess = ort.InferenceSession(str(repo / NET / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    pb = sys.modules["triton_python_backend_utils"]
+    for v in golden_videos(NAME):
+        z = v["data"]
+        x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))  # the client pads
+        outs = sess.run(None, {"feats": x.numpy(), "lengths": lens.numpy()})
+        _check_post(post, pb, dict(zip(("cls_prob", "seg_start", "seg_end"), outs)), lens, z,
+                    f"triton post {v['video_id']}")
 
 
 def test_python_backend_network_then_post_reproduce_golden(tmp_path, monkeypatch):
@@ -134,22 +141,13 @@ def test_python_backend_network_then_post_reproduce_golden(tmp_path, monkeypatch
     net = _load_model_py(repo / NET / "1" / "model.py", "mse_rt_net_model")
     net.initialize({"model_config": json.dumps({"parameters": {}}), "model_repository": str(repo / NET),
                     "model_version": "1"})
-    post = _load_model_py(repo / POST / "1" / "model.py", "mse_rt_post_model2")
-    cfg_json = _parse(repo / POST / "config.pbtxt").parameters["mse_rt_config"].string_value
-    post.initialize({"model_config": json.dumps({"parameters": {"mse_rt_config": {"string_value": cfg_json}}})})
+    post = _post_model(repo, "mse_rt_post_model2")
     for v in golden_videos(NAME)[:3]:
         z = v["data"]
         x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))
         (dense,) = net.execute([{"feats": pb.Tensor("feats", x.numpy()),
                                  "lengths": pb.Tensor("lengths", lens.numpy())}])
-        req = {**{k: pb.Tensor(k, a) for k, a in dense.outputs.items()},
-               "lengths": pb.Tensor("lengths", lens.numpy()[:, None]),
-               "fps": pb.Tensor("fps", np.array([[float(z["fps"])]], np.float32))}
-        (resp,) = post.execute([req])
-        scores = resp.outputs["scores"][0]
-        keep = scores >= 0
-        match_detections(resp.outputs["segments"][0][keep], scores[keep], resp.outputs["labels"][0][keep],
-                         z["det_segments_sec"], z["det_scores"], z["det_labels"], f"python net {v['video_id']}")
+        _check_post(post, pb, dense.outputs, lens, z, f"python net {v['video_id']}")
 
 
 def test_python_net_refuses_an_engine(tmp_path):
