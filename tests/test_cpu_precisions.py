@@ -187,3 +187,27 @@ def test_compare_reports_agreement_on_golden_videos(tmp_path, capsys):
         assert agree.matched >= 0.8, f"{name}: {agree.line()}"
     same = compare_results(ref, ref)
     assert same.matched == 1.0 and same.score_diff_max == 0.0
+
+
+def test_openvino_profile_counts_the_network_work(golden_onnx):
+    """Per-node profile: the GEMM work it counts equals torch's FLOP counter on the eager model
+    (an independent count), every node has a time, and the serving models are left alone."""
+    import torch
+
+    from mse_rt import build_model, load_checkpoint, load_config
+    from mse_rt.bench import network_gflop
+
+    det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32")
+    cfg = load_config(GOLDEN / "thumos_small" / "config.yaml")
+    model = build_model(cfg)
+    load_checkpoint(model, GOLDEN / "thumos_small" / "ckpt.pth.tar")
+    T = cfg["model"]["max_seq_len"]
+    x = torch.randn(1, cfg["model"]["input_dim"], T)
+    nodes = det.backend.profile(x, torch.tensor([T]), repeat=1)
+    gemm = sum(n["gop"] for n in nodes if n["type"] in ("Convolution", "GroupConvolution", "MatMul"))
+    want = network_gflop(model, T)
+    assert abs(gemm - want) <= 0.03 * want, (gemm, want)
+    assert all(n["ms"] > 0 for n in nodes) and any(n["name"].startswith("/model/") for n in nodes)
+    assert len(det.backend._compiled) == 0
+    with pytest.raises(InputError, match="channels"):
+        det.backend.profile(x[:, :-1], torch.tensor([T]))
