@@ -101,7 +101,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.model:
         if args.config or args.ckpt:
             raise MseRtError("--model runs a deployable file on its own; drop --config / --ckpt")
-        det = Detector.from_file(args.model, nms_impl=args.nms)
+        det = Detector.from_file(args.model, nms_impl=args.nms, allow_slow_int8=args.allow_slow_int8)
     else:
         if not (args.config and args.ckpt):
             raise MseRtError("detect needs --config and --ckpt, or --model FILE (.onnx)")
@@ -210,7 +210,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     check_unique_ids(ids)
     if args.model:
-        det = Detector.from_file(args.model, max_batch=args.max_batch)
+        det = Detector.from_file(args.model, max_batch=args.max_batch, allow_slow_int8=args.allow_slow_int8)
     elif args.config and args.ckpt:
         det = Detector.from_checkpoint(args.config, args.ckpt, backend=args.backend, device=args.device,
                                        max_batch=args.max_batch)
@@ -448,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", help="reference YAML config")
     d.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
     d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .engine)")
+    d.add_argument("--allow-slow-int8", action="store_true",
+                   help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
     d.add_argument("--fps", type=_positive_float, default=None, help="video frame rate (default: dataset.default_fps)")
     d.add_argument("--backend", default="eager")
     d.add_argument("--device", default="cpu")
@@ -484,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config")
     st.add_argument("--ckpt")
     st.add_argument("--model", help="a deployable model file (.onnx, .engine)")
+    st.add_argument("--allow-slow-int8", action="store_true",
+                   help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
     st.add_argument("--backend", default="eager")
     st.add_argument("--device", default="cpu")
     st.add_argument("--fps", type=_positive_float, default=None)

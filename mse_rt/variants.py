@@ -22,11 +22,15 @@ VARIANTS = ("eager", "onnxruntime", "onnxruntime-int8", "openvino-fp32", "openvi
 
 def available_variants() -> dict[str, str]:
     """{variant: "" if this machine can run it, else why not}."""
+    from .runtime.cpu import int8_dot_support
+
     out = {"eager": ""}
+    dot, dot_why = int8_dot_support()
     try:
         import onnxruntime  # noqa: F401
 
-        out["onnxruntime"] = out["onnxruntime-int8"] = ""
+        out["onnxruntime"] = ""
+        out["onnxruntime-int8"] = dot_why if dot is False else ""
     except ImportError:
         out["onnxruntime"] = out["onnxruntime-int8"] = "onnxruntime not installed (pip install 'mse-rt[onnx]')"
     try:
@@ -38,7 +42,8 @@ def available_variants() -> dict[str, str]:
         try:
             import nncf  # noqa: F401
 
-            out["openvino-int8"] = "" if "INT8" in caps else f"this CPU has no INT8 (OpenVINO: {caps})"
+            out["openvino-int8"] = (dot_why if dot is False else
+                                    "" if "INT8" in caps else f"this CPU has no INT8 (OpenVINO: {caps})")
         except ImportError:
             out["openvino-int8"] = "nncf not installed (pip install 'mse-rt[openvino]')"
     except BackendError as exc:

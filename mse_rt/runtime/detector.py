@@ -192,10 +192,14 @@ class Detector:
 
     @classmethod
     def from_onnx(cls, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
-                  inter_op_threads: int | None = None, graph_optimization: str = "all", **kwargs) -> Detector:
-        """Run an exported ONNX graph with ONNX Runtime; the config comes from the file's metadata."""
+                  inter_op_threads: int | None = None, graph_optimization: str = "all",
+                  allow_slow_int8: bool = False, **kwargs) -> Detector:
+        """Run an exported ONNX graph with ONNX Runtime; the config comes from the file's metadata.
+        An int8 graph on a CPU without int8 dot-product instructions (VNNI) raises a
+        :class:`BackendError` unless ``allow_slow_int8=True``."""
         backend = onnxruntime_backend(path, providers=providers, intra_op_threads=intra_op_threads,
-                                      inter_op_threads=inter_op_threads, graph_optimization=graph_optimization)
+                                      inter_op_threads=inter_op_threads, graph_optimization=graph_optimization,
+                                      allow_slow_int8=allow_slow_int8)
         return cls(backend.cfg, backend, **kwargs)
 
     @classmethod
@@ -216,11 +220,12 @@ class Detector:
         return cls(backend.cfg, backend, **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | Path, **kwargs) -> Detector:
-        """A Detector for a deployable model file, chosen by its suffix (``.onnx``, ``.engine``)."""
+    def from_file(cls, path: str | Path, allow_slow_int8: bool = False, **kwargs) -> Detector:
+        """A Detector for a deployable model file, chosen by its suffix (``.onnx``, ``.engine``);
+        ``allow_slow_int8``: see :meth:`from_onnx`."""
         suffix = Path(path).suffix
         if suffix == ".onnx":
-            return cls.from_onnx(path, **kwargs)
+            return cls.from_onnx(path, allow_slow_int8=allow_slow_int8, **kwargs)
         if suffix == ".engine":
             return cls.from_engine(path, **kwargs)
         raise BackendError(f"cannot tell the model format of {path}: expected a .onnx or .engine file")

@@ -71,12 +71,15 @@ def read_session_config(sess) -> dict:
 
 class OnnxRuntimeBackend(Backend):
     """``OnnxRuntimeBackend(path, providers=None, intra_op_threads=None, inter_op_threads=None,
-    graph_optimization="all")``; the config comes from the file's metadata (:attr:`cfg`)."""
+    graph_optimization="all", allow_slow_int8=False)``; the config comes from the file's metadata
+    (:attr:`cfg`). An int8 graph (``mse-rt quantize``) on a CPU without int8 dot-product
+    instructions (VNNI, :mod:`mse_rt.runtime.cpu`) raises unless ``allow_slow_int8=True``."""
 
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None, graph_optimization: str = "all") -> None:
+                 inter_op_threads: int | None = None, graph_optimization: str = "all",
+                 allow_slow_int8: bool = False) -> None:
         ort = _import_ort()
         path = Path(path)
         if not path.is_file():
@@ -108,6 +111,14 @@ class OnnxRuntimeBackend(Backend):
                                f"{exc}") from exc
         # outputs of the TensorRT EP live on the GPU like the CUDA EP's: bind by address for both
         self.use_cuda = any(p in GPU_PROVIDERS for p in self.session.get_providers())
+        self.precision = meta.get("mse_rt.precision", "fp32")
+        if self.precision == "int8" and not self.use_cuda:
+            from ..cpu import int8_dot_support
+
+            dot, why = int8_dot_support()
+            if dot is False and not allow_slow_int8:
+                raise BackendError(f"{path} is an int8 graph and {why}; run the fp32 export here, or pass "
+                                   "allow_slow_int8=True (CLI: --allow-slow-int8) to run it anyway")
         super().__init__(cfg, "cuda" if self.use_cuda else "cpu")
         self.path = path
 

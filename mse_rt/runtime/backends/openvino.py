@@ -9,7 +9,9 @@
   post-training quantization with the transformer preset, calibrated on ``calib`` feature files;
   the LayerNorm-statistic MatMuls and the heads' last convs stay float, the rest of the float
   part runs in bf16 where the CPU has it: the default preset quantizes the LayerNorm arithmetic
-  and lost 8 mAP points in the issue's measurement).
+  and lost 8 mAP points in the issue's measurement). A CPU without int8 dot-product instructions
+  (VNNI, :mod:`mse_rt.runtime.cpu`) raises a :class:`BackendError`; ``allow_fallback=True`` runs
+  the float path instead (bf16 where the CPU has it, else fp32) and says so in ``precision_used``.
 - ``hint``: OpenVINO's performance hint, "latency" (one request uses all cores) or "throughput"
   (several streams; pair it with batches or parallel requests). ``threads``: INFERENCE_NUM_THREADS.
 - Shapes: each padded length T gets its own statically reshaped compiled model (faster than
@@ -137,8 +139,17 @@ class OpenVinoBackend(Backend):
                                    f"{sorted(caps)}); use precision='fp32' or allow_fallback=True")
             elif precision == "bf16":
                 self.precision_used = "fp32 (no BF16 on this CPU)"
-        if precision == "int8" and "INT8" not in caps:
-            raise BackendError(f"this CPU has no INT8 support in OpenVINO (capabilities: {sorted(caps)})")
+        if precision == "int8":
+            from ..cpu import int8_dot_support
+
+            dot, why = int8_dot_support()
+            if "INT8" not in caps or dot is False:
+                reason = why if dot is False else f"no INT8 support in OpenVINO (capabilities: {sorted(caps)})"
+                if not allow_fallback:
+                    raise BackendError(f"precision='int8': {reason}; use precision='fp32' / 'bf16', or "
+                                       "allow_fallback=True to run the float path instead")
+                precision = "bf16" if float_precision == "bf16" else "fp32"
+                self.precision_used = f"{precision} (int8 asked: {reason})"
         self.config = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_PRECISION_HINT": float_precision}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
