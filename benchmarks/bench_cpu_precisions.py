@@ -109,21 +109,25 @@ def main() -> int:
     base1 = [ms(k, 1)["ms_median"] for k in ("eager", "eager (after)") if ms(k, 1)]
     base4 = [ms(k, 4)["videos_per_s"] for k in ("eager", "eager (after)") if ms(k, 4)]
     b1, b4 = sum(base1) / len(base1), sum(base4) / len(base4)
-    peak = results["eager"].get("fp32_gemm_peak_gflops", 0)
+    peaks = {}
+    for r in results.values():
+        peaks.update({k: v for k, v in r.get("gemm_peaks_gops", {}).items() if v})
+    peak_line = ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items()))
     lines = [f"THUMOS size (random weights, T = 2304), {args.threads} threads, each variant in its own process; "
-             f"eager fp32 before / after: {base1[0]:.0f} / {base1[-1]:.0f} ms at B = 1; fp32 GEMM peak {peak:.0f} GFLOP/s; "
-             f"OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'} for the non-eager variants.",
-             "", "| variant | B=1 ms | vs eager | B=4 videos/s | vs eager | GFLOP/s (B=4) | demo mAP "
+             f"eager fp32 before / after: {base1[0]:.0f} / {base1[-1]:.0f} ms at B = 1; GEMM peaks (torch, 1e9 ops/s): "
+             f"{peak_line}; OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'} for the non-eager variants.",
+             "", "| variant | B=1 ms | vs eager | B=4 videos/s | vs eager | GFLOP/s (B=4) | % of peak | demo mAP "
              "| golden agreement vs eager |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for key in results:
         r1, r4 = ms(key, 1), ms(key, 4)
         if r1 is None:
-            lines.append(f"| {key} | error: {results[key].get('error', '?')} |||||||")
+            lines.append(f"| {key} | error: {results[key].get('error', '?')} ||||||||")
             continue
         a = acc.get(key.split(" ")[0], {})
+        share = f"{100 * r4['gflops'] / r4['peak_gops']:.0f} % ({r4['precision']})" if r4.get("peak_gops") else "-"
         lines.append(f"| {key} | {r1['ms_median']:.0f} | {b1 / r1['ms_median']:.2f}x | {r4['videos_per_s']:.2f} | "
-                     f"{r4['videos_per_s'] / b4:.2f}x | {r4['gflops']:.0f} | "
+                     f"{r4['videos_per_s'] / b4:.2f}x | {r4['gflops']:.0f} | {share} | "
                      f"{a.get('demo_mAP', float('nan')):.2f} | {a.get('golden_agreement', '-')} |")
     md = "\n".join(lines)
     print(md)

@@ -30,6 +30,19 @@ def test_benchmark_writes_json_and_markdown(tmp_path, capsys):
                                                               ("onnxruntime", 2)}
     assert all(r["ms_median"] > 0 and r["gflop_per_video"] > 0 for r in res["rows"])
     assert "GFLOP/s" in md.read_text() and "fp32 GEMM peak" in capsys.readouterr().out
+    assert res["gemm_peaks_gops"]["fp32"] > 0 and all(r["precision"] == "fp32" for r in res["rows"])
+
+
+def test_gemm_peaks_are_measured_per_precision():
+    from mse_rt.bench import gemm_peak, variant_precision
+
+    assert [variant_precision(v) for v in ("eager", "openvino-bf16", "onnxruntime-int8", "openvino-fp32")] == \
+        ["fp32", "bf16", "int8", "fp32"]
+    for prec in ("fp32", "bf16", "int8"):
+        peak = gemm_peak(prec, n=256, repeat=2)
+        assert peak is None or peak > 0.1, (prec, peak)
+    with pytest.raises(ValueError, match="precision"):
+        gemm_peak("fp8")
 
 
 def test_compare_with_ground_truth(capsys):
