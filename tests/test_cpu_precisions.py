@@ -159,7 +159,7 @@ def test_openvino_split_batch_matches_eager(golden_onnx):
             err = float((out[k] - ref[k]).abs().max()) / max(1.0, float(ref[k].abs().max()))
             assert err <= 1e-3, f"{hint} split={split} {k}: {err:.2e}"
         # the single-video model is what ran when splitting
-        assert ((1, x.shape[1], T) in det.backend._compiled) == split
+        assert ((1, x.shape[1], T, "NCT") in det.backend._compiled) == split
 
 
 def test_openvino_errors(demo_onnx, tmp_path):
@@ -276,3 +276,40 @@ def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
     avail = available_variants()
     assert "no int8 dot-product" in avail["onnxruntime-int8"] and "no int8 dot-product" in avail["openvino-int8"]
     assert avail["onnxruntime"] == "" and avail["openvino-fp32"] == ""
+
+
+def test_pad_batch_time_first_holds_the_same_values():
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    g = torch.Generator().manual_seed(0)
+    vids = [torch.randn(7, 5, generator=g).T, torch.randn(3, 5, generator=g).T]  # (C, T_i) views of (T_i, C)
+    a, la = pad_batch(vids, 11)
+    b, lb = pad_batch(vids, 11, time_first=True)
+    assert torch.equal(a, b) and torch.equal(la, lb) and b.shape == (2, 5, 11)
+    assert a.is_contiguous() and not b.is_contiguous() and b.transpose(1, 2).is_contiguous()
+    assert torch.equal(b[1, :, 3:], torch.zeros(5, 8))
+
+
+def test_openvino_time_first_input_matches_channels_first(golden_onnx):
+    """The Detector's time-first batches run on the NTC-input model: same outputs (fp32) as the
+    plain (B, C, T) model, and detect() goes that way."""
+    import torch
+
+    from mse_rt.preprocess import pad_batch
+
+    from golden_utils import golden_videos
+
+    det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32")
+    vids = golden_videos("thumos_small")[:2]
+    T = max(int(v["data"]["padded_len"]) for v in vids)
+    feats = [torch.from_numpy(v["data"]["feats"]) for v in vids]
+    ncw = det.backend.infer(*pad_batch(feats, T))
+    ntc = det.backend.infer(*pad_batch(feats, T, time_first=True))
+    assert all(torch.equal(ncw[k], ntc[k]) for k in ncw)
+    C = feats[0].shape[0]
+    assert {(1, C, T, "NCT"), (1, C, T, "NTC")} <= set(det.backend._compiled._entries)
+    det.backend._compiled._entries.clear()
+    det.detect(vids[0]["data"]["feats"].T, fps=30.0)
+    assert [k[3] for k in det.backend._compiled._entries] == ["NTC"]

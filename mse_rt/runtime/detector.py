@@ -347,7 +347,7 @@ class Detector:
         return res
 
     def _run_chunk(self, feats: list[torch.Tensor], padded_len: int, idx: list[int]):
-        x, lengths = pad_batch(feats, padded_len)
+        x, lengths = pad_batch(feats, padded_len, time_first=self.backend.prefers_time_first)
         cuda = self.backend.device.type == "cuda"
         t0 = time.perf_counter()
         heads = self.backend.infer(x, lengths)

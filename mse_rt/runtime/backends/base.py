@@ -41,6 +41,10 @@ class Backend(abc.ABC):
     """
 
     name: str = "base"
+    # True: the Detector hands feats over as a (B, C, T) view of a contiguous (B, T, C) buffer
+    # (mse_rt.preprocess.pad_batch(time_first=True)), which spares a transposing copy for engines
+    # that take time-first input; the values and the (B, C, T) shape are the same either way
+    prefers_time_first: bool = False
 
     def __init__(self, cfg: dict, device: str | torch.device = "cpu") -> None:
         self.cfg = cfg
@@ -73,7 +77,10 @@ class Backend(abc.ABC):
         """Run ``iters`` forward passes on zeros of (batch, C_in, length) (default max_seq_len)."""
         m = self.cfg["model"]
         length = length or m["max_seq_len"]
-        feats = torch.zeros(batch, m["input_dim"], length, device=self.device)
+        if self.prefers_time_first:
+            feats = torch.zeros(batch, length, m["input_dim"], device=self.device).transpose(1, 2)
+        else:
+            feats = torch.zeros(batch, m["input_dim"], length, device=self.device)
         lengths = torch.full((batch,), length, dtype=torch.int64)
         for _ in range(iters):
             self.infer(feats, lengths)
