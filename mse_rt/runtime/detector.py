@@ -347,7 +347,7 @@ class Detector:
         return res
 
     def _run_chunk(self, feats: list[torch.Tensor], padded_len: int, idx: list[int]):
-        x, lengths = pad_batch(feats, padded_len, time_first=self.backend.prefers_time_first)
+        x, lengths = pad_batch(feats, padded_len, time_first=getattr(self.backend, "prefers_time_first", False))
         cuda = self.backend.device.type == "cuda"
         t0 = time.perf_counter()
         heads = self.backend.infer(x, lengths)
