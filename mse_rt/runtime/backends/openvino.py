@@ -187,17 +187,32 @@ class OpenVinoBackend(Backend):
                              subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(patterns=INT8_IGNORED,
                                                                                      validate=False))
 
-    def _compile(self, key: tuple):
-        B, C, T, layout = key
+    def _shaped_model(self, B: int, C: int, T: int, layout: str):
+        """A copy of the model reshaped to (B, C, T); ``layout="NTC"``: its feats input declared
+        (B, T, C) (OpenVINO folds that transpose into its own reorder)."""
         m = self.model.clone()
         m.reshape({"feats": [B, C, T], "lengths": [B]})
-        if layout == "NTC":  # the user tensor is (B, T, C); OpenVINO folds the transpose into its own reorder
+        if layout == "NTC":
             from openvino.preprocess import PrePostProcessor
 
+            ov = _import_openvino()
             ppp = PrePostProcessor(m)
-            ppp.input("feats").tensor().set_layout(_import_openvino().Layout("NWC"))
-            ppp.input("feats").model().set_layout(_import_openvino().Layout("NCW"))
+            ppp.input("feats").tensor().set_layout(ov.Layout("NWC"))
+            ppp.input("feats").model().set_layout(ov.Layout("NCW"))
             m = ppp.build()
+        return m
+
+    @staticmethod
+    def _feed(feats: torch.Tensor) -> tuple[str, np.ndarray]:
+        """(layout, array) for a checked (B, C, T) float32 tensor: time-first memory (the Detector's
+        padded batches) goes as (B, T, C) without a transposing copy, anything else as (B, C, T)."""
+        feats = feats.detach().cpu()
+        if not feats.is_contiguous() and feats.transpose(1, 2).is_contiguous():
+            return "NTC", feats.transpose(1, 2).numpy()
+        return "NCT", feats.contiguous().numpy()
+
+    def _compile(self, key: tuple):
+        m = self._shaped_model(*key)
         compiled = self.core.compile_model(m, "CPU", self.config)
         queue = None
         if self.hint == "throughput":
@@ -211,15 +226,10 @@ class OpenVinoBackend(Backend):
         return {name: np.array(out[name], dtype=np.float32, copy=True) for name in OUTPUT_NAMES}
 
     def _infer_impl(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict:
-        feats = feats.detach().cpu()
         B, C, T = feats.shape
         n = np.ascontiguousarray(lengths.cpu().numpy(), dtype=np.int64)
-        # time-first memory (the Detector's padded batches): fed as (B, T, C), no transposing copy;
-        # int8 at T = 2304: 244 vs 260 ms per pass (the transpose folds into OpenVINO's own reorder)
-        if not feats.is_contiguous() and feats.transpose(1, 2).is_contiguous():
-            layout, x = "NTC", feats.transpose(1, 2).numpy()
-        else:
-            layout, x = "NCT", feats.contiguous().numpy()
+        # int8 at T = 2304: 244 (NTC) vs 260 ms (NCT) per pass
+        layout, x = self._feed(feats)
         if B == 1 or not self.split_batch:
             _, request, _ = self._compiled.get((B, C, T, layout))
             out = self._outputs(request.infer({"feats": x, "lengths": n}))
@@ -245,8 +255,8 @@ class OpenVinoBackend(Backend):
     def profile(self, feats: torch.Tensor, lengths: torch.Tensor, repeat: int = 3) -> list[dict]:
         """OpenVINO's per-node timing of one forward pass (the median pass of ``repeat``).
 
-        ``feats`` (B, C_in, T) float32, ``lengths`` (B,) int64, checked like :meth:`infer`. Compiles a
-        separate model with ``PERF_COUNT`` (the serving models stay as they are). Returns one dict per
+        ``feats`` (B, C_in, T) float32, ``lengths`` (B,) int64, checked and laid out like :meth:`infer`.
+        Compiles a separate model with ``PERF_COUNT`` (the serving models stay as they are). Returns one dict per
         executed node: ``name`` (OpenVINO node, which keeps the ONNX module path), ``type`` (e.g.
         Convolution, MatMul, Reorder, Subgraph = fused element-wise ops), ``exec`` (kernel and its
         precision, e.g. ``brgconv_avx512_I8``), ``ms`` and ``gop``: the multiply-add work of a
@@ -255,10 +265,9 @@ class OpenVinoBackend(Backend):
         self.check_inputs(feats, lengths)
         if repeat < 1:
             raise BackendError(f"repeat must be >= 1, got {repeat}")
-        x = np.ascontiguousarray(feats.detach().cpu().numpy(), dtype=np.float32)
+        layout, x = self._feed(feats)
         n = np.ascontiguousarray(lengths.cpu().numpy(), dtype=np.int64)
-        m = self.model.clone()
-        m.reshape({"feats": list(x.shape), "lengths": list(n.shape)})
+        m = self._shaped_model(*feats.shape, layout)
         compiled = self.core.compile_model(m, "CPU", {**self.config, "PERF_COUNT": True})
         request = compiled.create_infer_request()
         request.infer({"feats": x, "lengths": n})  # first pass: one-time allocations
