@@ -7,10 +7,11 @@ QDQ format, U8 activations and S8 per-channel weights: the combination ONNX Runt
 VNNI int8 kernels (S8 activations were 1.39x eager, dynamic quantization 0.45x, in the issue's
 measurements). What stays float was decided by measurement (demo mAP; README, CPU precisions):
 
-- only dense convolutions are quantized (embedding, q / k / v / projection 1x1 convs, MLP, head
-  towers): they hold nearly all the FLOPs;
-- every MatMul stays float: in this graph they are the LayerNorm statistics (means as GEMMs) and
-  the attention products (activation x activation, softmax probabilities);
+- only dense convolutions and the weight GEMMs are quantized (embedding, q / k / v / projection
+  1x1 convs, the q / v ones exported as MatMuls with a weight, MLP, head towers): they hold
+  nearly all the FLOPs;
+- every other MatMul stays float: the LayerNorm statistics (means as GEMMs with a constant
+  1/C row) and the attention products (activation x activation, softmax probabilities);
 - depthwise convolutions (the LDM branches, the AFM gates ``fc`` / ``global_fc``, the attention's
   depthwise q / k / v convs) stay float: few FLOPs, and the gates multiply whole feature maps;
 - the last conv of every head (classification, start, end, offsets) stays float: its output is
@@ -36,8 +37,8 @@ from mse_rt.errors import ExportError, InputError
 
 log = logging.getLogger("mse_rt.export")
 
-RECIPE = "mse_rt.int8/1: QDQ, U8 activations (MinMax), S8 per-channel weights; dense Conv only; " \
-         "MatMul, depthwise Conv and the heads' last convs in float32"
+RECIPE = "mse_rt.int8/2: QDQ, U8 activations (MinMax), S8 per-channel weights; dense Conv and weight MatMul " \
+         "only; LayerNorm / attention MatMul, depthwise Conv and the heads' last convs in float32"
 _HEAD_LAST = ("cls_head/cls_head", "start_head/cls_head", "end_head/cls_head", "offset_head/cls_head",
               "reg_head/offset")
 
@@ -90,10 +91,14 @@ def nodes_kept_float(model) -> list[str]:
     for n in model.graph.node:
         if n.op_type == "Conv":
             groups[n.name] = next((a.i for a in n.attribute if a.name == "group"), 1)
+    weights = {i.name for i in model.graph.initializer}
     keep = []
     for n in model.graph.node:
         if n.op_type == "MatMul":
-            keep.append(n.name)
+            # a projection: a weight initializer as right operand, outside the LayerNorms
+            projection = n.input[1] in weights and "norm" not in n.name and "/ln" not in n.name
+            if not projection:
+                keep.append(n.name)
         elif n.op_type == "Conv" and (groups[n.name] > 1 or any(h in n.name for h in _HEAD_LAST)):
             keep.append(n.name)
     return keep
@@ -140,7 +145,7 @@ def quantize_onnx(model_path: str | Path, out_path: str | Path, calib, max_video
         exclude = nodes_kept_float(model)
         quantized = Path(tmp) / "q.onnx"
         q.quantize_static(str(pre), str(quantized), _Reader(), quant_format=q.QuantFormat.QDQ,
-                          op_types_to_quantize=["Conv"], per_channel=True,
+                          op_types_to_quantize=["Conv", "MatMul"], per_channel=True,
                           activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                           nodes_to_exclude=exclude, calibrate_method=q.CalibrationMethod.MinMax,
                           extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})

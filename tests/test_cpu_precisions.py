@@ -56,6 +56,17 @@ def test_int8_onnx_keeps_demo_map_and_records_its_recipe(demo_onnx, calib, fp32_
     summary = json.loads(meta["mse_rt.quantization"])
     assert meta["mse_rt.precision"] == "int8" and summary["calibration_videos"] == 16
     assert summary["quantize_nodes"] > 0 and "S8 per-channel" in summary["recipe"]
+    # which GEMMs run int8: every attention block's q and v projections (exported as MatMuls
+    # with a weight) take a dequantized weight; LayerNorm statistics and attention products do not
+    import onnx
+
+    proto = onnx.load(str(q))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    dq_weight = [n.name for n in proto.graph.node if n.op_type == "MatMul"
+                 and getattr(producer.get(n.input[1]), "op_type", "") == "DequantizeLinear"]
+    arch = mse_rt.load_config(DEMO_CONFIG)["model"]["backbone_arch"]
+    assert len(dq_weight) == 2 * (arch[1] + arch[2]), dq_weight
+    assert not [n for n in dq_weight if "norm" in n]
     det = mse_rt.Detector.from_onnx(q)
     assert det.backend.verified  # checksummed like any export
     m = _demo_map(det)
@@ -204,9 +215,16 @@ def test_openvino_profile_counts_the_network_work(golden_onnx):
     T = cfg["model"]["max_seq_len"]
     x = torch.randn(1, cfg["model"]["input_dim"], T)
     nodes = det.backend.profile(x, torch.tensor([T]), repeat=1)
-    gemm = sum(n["gop"] for n in nodes if n["type"] in ("Convolution", "GroupConvolution", "MatMul"))
+    gemm = sum(n["gop"] for n in nodes)
     want = network_gflop(model, T)
     assert abs(gemm - want) <= 0.03 * want, (gemm, want)
+    # the exported attention layout lets the plugin fuse MatMul-Softmax-MatMul into its MHA kernel
+    # (no separate Softmax; the fused node carries both products' work)
+    from mse_rt.runtime.cpu import cpu_flags
+
+    if "avx2" in (cpu_flags() or set()):
+        assert not [n for n in nodes if n["type"] == "Softmax" and "/attn/" in n["name"]]
+        assert [n for n in nodes if n["type"] == "Subgraph" and n["gop"] > 0 and "/attn/" in n["name"]]
     assert all(n["ms"] > 0 for n in nodes) and any(n["name"].startswith("/model/") for n in nodes)
     assert len(det.backend._compiled) == 0
     with pytest.raises(InputError, match="channels"):
