@@ -4,19 +4,23 @@
 // MSE-TAD per-video NMS (SPEC.md section 9): hard NMS, Gaussian soft-NMS that replays the
 // reference's in-place array order (so ties resolve identically), class-agnostic score voting,
 // per-class dispatch and the final score sort + max_seg_num cut. float32 in, float32 out;
-// no torch C++ ABI, only numpy arrays through nanobind.
+// no torch C++ ABI, only numpy arrays through nanobind. Classes are independent: with
+// threads > 1 they run on a small pool (largest first), the Python lock released meanwhile;
+// the output is the same bit for bit whatever the thread count.
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/tuple.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <map>
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace nb = nanobind;
@@ -82,11 +86,13 @@ SoftOut soft_nms(const std::vector<Seg>& segs_in, const std::vector<float>& scor
   std::iota(idx.begin(), idx.end(), 0);
   size_t n = segs.size();
   SoftOut out;
+  // position of the first maximum among positions i..n-1: a full scan for i = 0, afterwards
+  // tracked by the decay pass below, which visits every survivor once in final position order
+  size_t max_pos = 0;
+  for (size_t p = 1; p < n; ++p) {
+    if (scores[max_pos] < scores[p]) max_pos = p;  // first maximum wins
+  }
   for (size_t i = 0; i < n; ++i) {
-    size_t max_pos = i;
-    for (size_t p = i + 1; p < n; ++p) {
-      if (scores[max_pos] < scores[p]) max_pos = p;  // first maximum wins
-    }
     std::swap(segs[i], segs[max_pos]);
     std::swap(scores[i], scores[max_pos]);
     std::swap(idx[i], idx[max_pos]);
@@ -95,6 +101,7 @@ SoftOut soft_nms(const std::vector<Seg>& segs_in, const std::vector<float>& scor
     out.idx.push_back(idx[i]);
     const Seg a = segs[i];
     size_t p = i + 1;
+    size_t next = p;  // first maximum among the survivors so far
     while (p < n) {
       const float ovr = iou_eps(a, segs[p]);
       // exp(-0 / sigma) is exactly 1: skipping it for disjoint segments (most pairs on a long
@@ -106,9 +113,11 @@ SoftOut soft_nms(const std::vector<Seg>& segs_in, const std::vector<float>& scor
         idx[p] = idx[n - 1];
         --n;
       } else {
+        if (scores[next] < scores[p]) next = p;  // survivors come in increasing position
         ++p;
       }
     }
+    max_pos = next;
   }
   return out;
 }
@@ -209,11 +218,13 @@ nb::ndarray<nb::numpy, int64_t> py_hard_nms(SegsIn segs, FloatIn scores, float i
 
 std::tuple<nb::ndarray<nb::numpy, float>, nb::ndarray<nb::numpy, float>, nb::ndarray<nb::numpy, int64_t>>
 py_batched_nms(SegsIn segs, FloatIn scores, LabelIn labels, float iou_threshold, float min_score,
-               int64_t max_seg_num, bool use_soft_nms, bool multiclass, float sigma, float voting_thresh) {
+               int64_t max_seg_num, bool use_soft_nms, bool multiclass, float sigma, float voting_thresh,
+               int64_t threads) {
   const size_t n = segs.shape(0);
   if (scores.shape(0) != n || labels.shape(0) != n)
     throw std::invalid_argument("segs (N, 2), scores (N,) and labels (N,) disagree on N");
   if (use_soft_nms && !(sigma > 0)) throw std::invalid_argument("soft-NMS sigma must be > 0");
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   auto s = read_segs(segs);
   std::vector<float> sc(scores.data(), scores.data() + n);
   std::vector<int64_t> lb(labels.data(), labels.data() + n);
@@ -224,21 +235,53 @@ py_batched_nms(SegsIn segs, FloatIn scores, LabelIn labels, float iou_threshold,
     if (multiclass) {
       std::map<int64_t, std::vector<size_t>> groups;  // ascending class id, as torch.unique
       for (size_t i = 0; i < n; ++i) groups[lb[i]].push_back(i);
-      for (auto& [cls, members] : groups) {
+      std::vector<int64_t> classes;
+      std::vector<const std::vector<size_t>*> members;
+      for (auto& [cls, m] : groups) {
+        classes.push_back(cls);
+        members.push_back(&m);
+      }
+      const size_t g = classes.size();
+      std::vector<Dets> per_class(g);
+      auto run = [&](size_t k) {
         std::vector<Seg> gs;
         std::vector<float> gsc;
         std::vector<int64_t> glb;
-        for (auto i : members) {
+        for (auto i : *members[k]) {
           gs.push_back(s[i]);
           gsc.push_back(sc[i]);
-          glb.push_back(cls);
+          glb.push_back(classes[k]);
         }
-        Dets d = nms_group(gs, gsc, glb, iou_threshold, min_score, max_seg_num, use_soft_nms, sigma);
+        per_class[k] = nms_group(gs, gsc, glb, iou_threshold, min_score, max_seg_num, use_soft_nms, sigma);
+      };
+      const size_t workers = std::min<size_t>(threads > 1 ? static_cast<size_t>(threads) : 1, g);
+      {
+        nb::gil_scoped_release unlocked;
+        if (workers <= 1) {
+          for (size_t k = 0; k < g; ++k) run(k);
+        } else {
+          // largest classes first (the work grows with n^2), handed out one by one
+          std::vector<size_t> order(g);
+          std::iota(order.begin(), order.end(), 0);
+          std::stable_sort(order.begin(), order.end(),
+                           [&](size_t a, size_t b) { return members[a]->size() > members[b]->size(); });
+          std::atomic<size_t> next{0};
+          auto worker = [&]() {
+            for (size_t j = next++; j < g; j = next++) run(order[j]);
+          };
+          std::vector<std::thread> pool;
+          for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker);
+          worker();
+          for (auto& t : pool) t.join();
+        }
+      }
+      for (auto& d : per_class) {  // concatenated in ascending class order, as without threads
         all.segs.insert(all.segs.end(), d.segs.begin(), d.segs.end());
         all.scores.insert(all.scores.end(), d.scores.begin(), d.scores.end());
         all.labels.insert(all.labels.end(), d.labels.begin(), d.labels.end());
       }
     } else {
+      nb::gil_scoped_release unlocked;
       all = nms_group(s, sc, lb, iou_threshold, min_score, max_seg_num, use_soft_nms, sigma);
       if (voting_thresh > 0 && !all.segs.empty()) score_voting(all.segs, s, sc, voting_thresh);
     }
@@ -267,6 +310,7 @@ NB_MODULE(_nms_cpu, m) {
         "(int64), descending score order.");
   m.def("batched_nms", &py_batched_nms, nb::arg("segs"), nb::arg("scores"), nb::arg("labels"),
         nb::arg("iou_threshold"), nb::arg("min_score"), nb::arg("max_seg_num"), nb::arg("use_soft_nms"),
-        nb::arg("multiclass"), nb::arg("sigma"), nb::arg("voting_thresh"),
-        "Per-video NMS (reference semantics). Returns (segs (M, 2), scores (M,), labels (M,)).");
+        nb::arg("multiclass"), nb::arg("sigma"), nb::arg("voting_thresh"), nb::arg("threads") = 1,
+        "Per-video NMS (reference semantics). Returns (segs (M, 2), scores (M,), labels (M,)). "
+        "threads > 1: classes in parallel (same output).");
 }

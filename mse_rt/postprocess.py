@@ -165,14 +165,23 @@ def native_available() -> bool:
 
 def batched_nms_native(segs: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float,
                        min_score: float, max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True,
-                       sigma: float = 0.5, voting_thresh: float = 0.75):
-    """Same contract as :func:`batched_nms_torch`, computed by the C++ module (CPU, float32)."""
+                       sigma: float = 0.5, voting_thresh: float = 0.75, threads: int | None = None):
+    """Same contract as :func:`batched_nms_torch`, computed by the C++ module (CPU, float32).
+
+    ``threads``: classes processed in parallel (multiclass NMS; the output does not depend on
+    it); None = torch's intra-op thread count. The Python lock is released while it runs.
+    """
+    if threads is None:
+        threads = torch.get_num_threads()
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     mod = _native()
     s = np.ascontiguousarray(segs.detach().cpu().numpy(), dtype=np.float32).reshape(-1, 2)
     sc = np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float32)
     lb = np.ascontiguousarray(labels.detach().cpu().numpy(), dtype=np.int64)
     o_s, o_sc, o_lb = mod.batched_nms(s, sc, lb, float(iou_threshold), float(min_score), int(max_seg_num),
-                                      bool(use_soft_nms), bool(multiclass), float(sigma), float(voting_thresh))
+                                      bool(use_soft_nms), bool(multiclass), float(sigma), float(voting_thresh),
+                                      int(threads))
     return torch.from_numpy(o_s), torch.from_numpy(o_sc), torch.from_numpy(o_lb)
 
 

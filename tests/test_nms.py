@@ -131,6 +131,41 @@ def test_native_equals_torch_on_random_batches(seed, soft, multi, vote):
                      "native vs torch", score_tol=1e-6, seg_tol=1e-4)
 
 
+@pytest.mark.parametrize("min_score", [0.001, 0.3])
+def test_native_threads_give_the_same_output(min_score):
+    """Classes on a thread pool (largest first) and the soft-NMS argmax tracked inside the decay
+    pass: equal bit for bit across thread counts, within float32 rounding of the torch reference
+    on skewed classes (one holds most candidates; a high min_score drops many mid-pass), and
+    the same from two Python threads at once (the lock is released)."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    segs, scores, _ = _random_segments(rng, 1500)
+    labels = np.minimum(rng.geometric(0.35, 1500) - 1, 9).astype(np.int64)  # skewed class sizes
+    args = (torch.from_numpy(segs), torch.from_numpy(scores), torch.from_numpy(labels), 0.3, min_score, 400)
+    kw = dict(use_soft_nms=True, multiclass=True, sigma=0.5, voting_thresh=0.0)
+    one = batched_nms_native(*args, threads=1, **kw)
+    for th in (2, 3, 16):
+        out = batched_nms_native(*args, threads=th, **kw)
+        assert all(torch.equal(a, b) for a, b in zip(out, one)), th
+    ref = batched_nms_torch(*args, **kw)
+    match_detections(one[0].numpy(), one[1].numpy(), one[2].numpy(), ref[0].numpy(), ref[1].numpy(),
+                     ref[2].numpy(), "native vs torch", score_tol=1e-6, seg_tol=1e-4)
+    results = [None, None]
+
+    def call(i):
+        results[i] = batched_nms_native(*args, threads=2, **kw)
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(all(torch.equal(a, b) for a, b in zip(r, one)) for r in results)
+    with pytest.raises(ValueError, match="threads"):
+        batched_nms_native(*args, threads=0, **kw)
+
+
 def test_soft_nms_float64_semantics():
     """Soft-NMS decay of a two-segment set, computed by hand in float64."""
     segs = np.array([[0.0, 10.0], [5.0, 15.0]], np.float32)
