@@ -37,8 +37,21 @@ def select_topk(prob_levels: list[torch.Tensor], thresh: float, topk: int):
     for l, p in enumerate(prob_levels):
         table[:, l, : p.shape[1]] = p
     k = min(topk, width)
-    vals, idx = torch.sort(table.view(B * L, width), dim=1, descending=True, stable=True)
-    vals, idx = vals[:, :k], idx[:, :k]
+    rows = table.view(B * L, width)
+    if k < width:
+        # the first k of a stable descending sort, without sorting the whole row: every value
+        # above the k-th largest, then ties of it in index order, then a stable sort of those k
+        # (same result as sorting all; 3.7 -> ~1 ms at T = 2304, 20 classes)
+        kth = torch.topk(rows, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+        above = rows > kth
+        tie = rows == kth
+        need = k - above.sum(dim=1, keepdim=True)
+        chosen = above | (tie & (torch.cumsum(tie, dim=1) <= need))
+        sel = chosen.nonzero()[:, 1].view(B * L, k)  # ascending index within each row
+        vals, order = torch.sort(rows.gather(1, sel), dim=1, descending=True, stable=True)
+        idx = sel.gather(1, order)
+    else:
+        vals, idx = torch.sort(rows, dim=1, descending=True, stable=True)
     keep = vals > thresh
     rows, cols = keep.nonzero(as_tuple=True)
     return rows // L, rows % L, idx[rows, cols], vals[rows, cols]

@@ -97,9 +97,13 @@ def pad_batch(videos: list[torch.Tensor], padded_len: int, time_first: bool = Fa
     contiguous (B, padded_len, C) buffer (``out.transpose(1, 2).is_contiguous()``). Features arrive
     time first, (T, C), so this layout is a plain copy (0.8 ms at T = 2304, C = 2048, here) where the
     channels-first one is a transposing copy (6-8 ms); for backends that take time-first input.
+    One video that already fills ``padded_len`` in time-first memory is returned as a view of it,
+    without a copy (read-only use: backends never write into their input).
     """
     c = videos[0].shape[0]
     lengths = torch.tensor([v.shape[1] for v in videos], dtype=torch.int64)
+    if time_first and len(videos) == 1 and videos[0].shape[1] == padded_len and videos[0].T.is_contiguous():
+        return videos[0].T.unsqueeze(0).transpose(1, 2), lengths
     if time_first:
         buf = videos[0].new_zeros(len(videos), padded_len, c)
         for i, v in enumerate(videos):

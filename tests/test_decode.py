@@ -57,3 +57,26 @@ def test_decode_dense_checks_levels():
     with pytest.raises(ValueError, match="do not add up"):
         decode_dense(torch.zeros(1, 10, 2), torch.zeros(1, 10, 2), torch.zeros(1, 10, 2), [4, 4],
                      {"pre_nms_thresh": 0.1, "pre_nms_topk": 5, "duration_thresh": 0.0})
+
+
+@pytest.mark.parametrize("B,ties", [(1, False), (3, True), (2, True)])
+def test_select_topk_equals_a_full_stable_sort(B, ties):
+    """The partial selection (k-th value, ties in index order, stable sort of k) against the
+    plain reference: per (video, level) row, a full stable descending sort, first k, threshold."""
+    from mse_rt.decode import select_topk
+
+    g = torch.Generator().manual_seed(B)
+    levels = [torch.sigmoid(torch.randn(B, n * 3, generator=g) - 2) for n in (257, 128, 64, 31, 1)]
+    if ties:  # many equal scores, also across the k-th place
+        levels = [(p * 20).round() / 20 for p in levels]
+    k, thresh = 100, 0.07  # not a multiple of the 0.05 grid: no float32 vs float64 edge at it
+    want = {b: [] for b in range(B)}
+    for b in range(B):
+        for lvl, p in enumerate(levels):
+            order = sorted(range(p.shape[1]), key=lambda i: -p[b, i].item())[:k]  # Python's sort is stable
+            want[b] += [(lvl, i, p[b, i].item()) for i in order if p[b, i].item() > thresh]
+    vid, lvl, idx, val = select_topk(levels, thresh, k)
+    got = {b: [] for b in range(B)}
+    for v, lv, i, s in zip(vid.tolist(), lvl.tolist(), idx.tolist(), val.tolist()):
+        got[v].append((lv, i, s))
+    assert got == want

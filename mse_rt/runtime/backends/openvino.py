@@ -247,20 +247,21 @@ class OpenVinoBackend(Backend):
         layout, x = self._feed(feats)
         if B == 1 or not self.split_batch:
             _, request, _ = self._compiled.get((B, C, T, layout))
-            out = self._outputs(request.infer({"feats": x, "lengths": n}))
+            out = self._outputs(request.infer({"feats": x, "lengths": n}, share_inputs=True))
             return {k: torch.from_numpy(v) for k, v in out.items()}
         _, request, queue = self._compiled.get((1, C, T, layout))
         parts: list = [None] * B
         if queue is None:  # latency hint: one request after the other, each on all threads
             for i in range(B):
-                parts[i] = self._outputs(request.infer({"feats": x[i:i + 1], "lengths": n[i:i + 1]}))
+                parts[i] = self._outputs(request.infer({"feats": x[i:i + 1], "lengths": n[i:i + 1]}, share_inputs=True))
         else:  # throughput hint: the requests run in parallel on the plugin's streams
             def done(req, i):
                 parts[i] = self._outputs(req.results)
 
             queue.set_callback(done)
             for i in range(B):
-                queue.start_async({"feats": x[i:i + 1], "lengths": n[i:i + 1]}, i)
+                # shared, not copied: x and n stay alive until wait_all()
+                queue.start_async({"feats": x[i:i + 1], "lengths": n[i:i + 1]}, i, share_inputs=True)
             queue.wait_all()
         missing = [i for i, p in enumerate(parts) if p is None]
         if missing:
