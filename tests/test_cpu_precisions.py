@@ -133,6 +133,23 @@ def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
     det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", max_compiled=2)
     eager = mse_rt.Detector.from_checkpoint(GOLDEN / "thumos_small" / "config.yaml",
                                             GOLDEN / "thumos_small" / "ckpt.pth.tar")
+    # both channel means of every LayerNorm evaluation became ReduceMean in OpenVINO's copy of
+    # the graph (evaluations counted with hooks while torch traces the same graph); the outputs
+    # below must still match eager
+    import torch
+
+    from mse_rt.graph import DetectorGraph
+    from mse_rt.model import LayerNorm
+
+    model = eager.backend.model
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules() if isinstance(m, LayerNorm)]
+    T = model.cfg["model"]["max_seq_len"]
+    torch.jit.trace(DetectorGraph(model), (torch.randn(1, model.cfg["model"]["input_dim"], T), torch.tensor([T])),
+                    check_trace=False)
+    for h in hooks:
+        h.remove()
+    assert len(calls) > 0 and det.backend.layernorm_reductions == 2 * len(calls)
     import torch
 
     from mse_rt.preprocess import pad_batch

@@ -103,6 +103,42 @@ def _node_gop(op, source_gop: dict[str, float]) -> float:
     return _gemm_gop(kind, op)
 
 
+def layernorm_means_as_reductions(model) -> int:
+    """Rewrite the exported LayerNorms' channel means for OpenVINO, in place; returns how many.
+
+    The ONNX graph computes a LayerNorm's statistics as GEMMs, ``(1, C) row of 1/C @ x (B, C, T)``
+    (fast on ONNX Runtime). OpenVINO runs those GEMMs in float32 on plain layouts, between
+    channels-last low-precision convs, and pays layout / precision reorders around each of them;
+    a ``ReduceMean`` over the channel axis (the same mean) avoids most of them: int8 network
+    218 -> 209 ms per pass at T = 2304 (one process, A/B). Each reduction keeps the MatMul's
+    friendly name, so the int8 ignored scope still matches it.
+    """
+    ov = _import_openvino()
+    from openvino.passes import ConstantFolding, Manager
+
+    manager = Manager()
+    manager.register_pass(ConstantFolding())  # the 1/C row is built by ops in the ONNX graph
+    manager.run_passes(model)
+    opset = ov.opset13
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul" or any(op.get_attributes().get(k) for k in ("transpose_a", "transpose_b")):
+            continue
+        row = op.input_value(0).get_node()
+        if row.get_type_name() != "Constant" or op.input_value(1).get_partial_shape().rank.get_length() != 3:
+            continue
+        w = row.get_data()
+        if w.ndim != 2 or w.shape[0] != 1 or not np.allclose(w, 1.0 / w.shape[1], rtol=1e-6, atol=0.0):
+            continue
+        mean = opset.reduce_mean(op.input_value(1), opset.constant(np.array([-2], dtype=np.int64)), keep_dims=True)
+        mean.set_friendly_name(op.get_friendly_name())
+        for target in op.output(0).get_target_inputs():
+            target.replace_source_output(mean.output(0))
+        count += 1
+    model.validate_nodes_and_infer_types()
+    return count
+
+
 def _read_meta(path: Path) -> dict[str, str]:
     try:
         import onnx
@@ -175,6 +211,7 @@ class OpenVinoBackend(Backend):
         model = self.core.read_model(str(path))
         if [i.get_any_name() for i in model.inputs] != list(INPUT_NAMES):
             raise BackendError(f"{path}: inputs {[i.get_any_name() for i in model.inputs]} are not those of an mse_rt graph")
+        self.layernorm_reductions = layernorm_means_as_reductions(model)
         if precision == "int8":
             model = self._quantize(model, calib, calib_videos)
         self.model = model
