@@ -125,7 +125,8 @@ def layernorm_means_as_reductions(model) -> int:
         if op.get_type_name() != "MatMul" or any(op.get_attributes().get(k) for k in ("transpose_a", "transpose_b")):
             continue
         row = op.input_value(0).get_node()
-        if row.get_type_name() != "Constant" or op.input_value(1).get_partial_shape().rank.get_length() != 3:
+        rank = op.input_value(1).get_partial_shape().rank
+        if row.get_type_name() != "Constant" or rank.is_dynamic or rank.get_length() != 3:
             continue
         w = row.get_data()
         if w.ndim != 2 or w.shape[0] != 1 or not np.allclose(w, 1.0 / w.shape[1], rtol=1e-6, atol=0.0):
