@@ -42,7 +42,8 @@ MARK = "@@ "  # worker replies start with this; NNCF / OpenVINO log lines on std
 
 
 def worker(variant: str, hint: str, threads: int, T: int) -> int:
-    """Build one detector, then answer ``"B n"`` lines on stdin with the n timed seconds (JSON)."""
+    """Build one detector, then answer ``"B n warm"`` lines on stdin (one untimed call first when
+    warm is 1, then n timed calls of B videos) with the n timed seconds (JSON)."""
     import tempfile
 
     import numpy as np
