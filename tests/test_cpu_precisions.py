@@ -356,3 +356,25 @@ def test_openvino_time_first_input_matches_channels_first(golden_onnx):
     det.backend._compiled._entries.clear()
     det.detect(vids[0]["data"]["feats"].T, fps=30.0)
     assert [k[3] for k in det.backend._compiled._entries] == ["NTC"]
+
+
+def test_layernorm_mean_rewrite_on_small_graphs():
+    """Only (1/C row) @ x of a rank-3 x becomes ReduceMean, with the same values; a dynamic-rank
+    input or a row that is not a mean is left alone (and does not raise)."""
+    import openvino.opset13 as ops
+
+    from mse_rt.runtime.backends.openvino import layernorm_means_as_reductions
+
+    def graph(shape, row):
+        x = ops.parameter(ov.PartialShape(shape), np.float32, name="x")
+        return ov.Model([ops.matmul(ops.constant(row), x, False, False).output(0)], [x])
+
+    mean_row = np.full((1, 4), 0.25, np.float32)
+    assert layernorm_means_as_reductions(graph(ov.PartialShape.dynamic(), mean_row)) == 0
+    assert layernorm_means_as_reductions(graph([2, 4, 7], np.array([[0.1, 0.2, 0.3, 0.4]], np.float32))) == 0
+    m = graph([2, 4, 7], mean_row)
+    assert layernorm_means_as_reductions(m) == 1
+    assert [op.get_type_name() for op in m.get_ordered_ops()].count("ReduceMean") == 1
+    x = np.random.default_rng(0).standard_normal((2, 4, 7)).astype(np.float32)
+    got = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({"x": x})[0]
+    np.testing.assert_allclose(got, x.astype(np.float64).mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
