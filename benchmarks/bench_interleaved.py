@@ -88,19 +88,17 @@ def settled_probe(pause_s: float = 0.05) -> float:
 
 
 def host_probe(n: int = 1024, repeat: int = 5) -> float:
-    """The host's int8 speed right now: 1e9 ops/s of an n x n x n int8 GEMM (``torch._int_mm``,
-    VNNI), best of ``repeat`` (about 15 ms); the code under test plays no part in it."""
-    import torch
+    """The host's int8 speed right now: :func:`mse_rt.bench.gemm_peak` of an n x n x n int8 GEMM
+    (``torch._int_mm``, VNNI; 1e9 ops/s, best of ``repeat``, about 15 ms); the code under test
+    plays no part in it."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from mse_rt.bench import gemm_peak
 
-    g = torch.Generator().manual_seed(0)
-    a = torch.randint(-128, 128, (n, n), dtype=torch.int8, generator=g)
-    b = torch.randint(-128, 128, (n, n), dtype=torch.int8, generator=g)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        torch._int_mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    gops = gemm_peak("int8", n=n, repeat=repeat)
+    if gops is None:
+        raise RuntimeError("this torch cannot run an int8 GEMM (torch._int_mm) on the CPU: no host probe")
+    return gops
 
 
 class Worker:
