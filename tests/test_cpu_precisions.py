@@ -113,6 +113,11 @@ def test_openvino_precisions_on_the_demo(demo_onnx, calib, fp32_map, precision):
             mse_rt.Detector.from_openvino(demo_onnx, precision="bf16")
         return
     det = mse_rt.Detector.from_openvino(demo_onnx, precision=precision, calib=[calib] if precision == "int8" else None)
+    if precision == "int8":  # the LayerNorm channel-sum convs stay float: no FakeQuantize on either input
+        sums = [op for op in det.backend.model.get_ordered_ops() if op.get_friendly_name().endswith("/sum")]
+        assert len(sums) == det.backend.layernorm_mean_convs > 0
+        assert all(op.input_value(0).get_node().get_type_name() != "FakeQuantize"
+                   and op.input_value(1).get_node().get_type_name() == "Constant" for op in sums)
     m = _demo_map(det)
     tol = 1e-4 if precision == "fp32" else 0.005
     assert abs(m - fp32_map) <= tol, f"OpenVINO {precision} mAP {m:.4f} vs fp32 {fp32_map:.4f}"
@@ -133,7 +138,7 @@ def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
     det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", max_compiled=2)
     eager = mse_rt.Detector.from_checkpoint(GOLDEN / "thumos_small" / "config.yaml",
                                             GOLDEN / "thumos_small" / "ckpt.pth.tar")
-    # both channel means of every LayerNorm evaluation became ReduceMean in OpenVINO's copy of
+    # both channel means of every LayerNorm evaluation became a 1x1 sum conv in OpenVINO's copy of
     # the graph (evaluations counted with hooks while torch traces the same graph); the outputs
     # below must still match eager
     import torch
@@ -149,7 +154,7 @@ def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
                     check_trace=False)
     for h in hooks:
         h.remove()
-    assert len(calls) > 0 and det.backend.layernorm_reductions == 2 * len(calls)
+    assert len(calls) > 0 and det.backend.layernorm_mean_convs == 2 * len(calls)
     import torch
 
     from mse_rt.preprocess import pad_batch
@@ -359,22 +364,24 @@ def test_openvino_time_first_input_matches_channels_first(golden_onnx):
 
 
 def test_layernorm_mean_rewrite_on_small_graphs():
-    """Only (1/C row) @ x of a rank-3 x becomes ReduceMean, with the same values; a dynamic-rank
-    input or a row that is not a mean is left alone (and does not raise)."""
+    """Only (1/C row) @ x of a rank-3 x becomes a channel-sum conv times 1/C, with the same values
+    (C = 3: 1/C is not exact in binary); a dynamic-rank input or a row that is not a mean is left
+    alone (and does not raise)."""
     import openvino.opset13 as ops
 
-    from mse_rt.runtime.backends.openvino import layernorm_means_as_reductions
+    from mse_rt.runtime.backends.openvino import layernorm_means_as_convs
 
     def graph(shape, row):
         x = ops.parameter(ov.PartialShape(shape), np.float32, name="x")
         return ov.Model([ops.matmul(ops.constant(row), x, False, False).output(0)], [x])
 
-    mean_row = np.full((1, 4), 0.25, np.float32)
-    assert layernorm_means_as_reductions(graph(ov.PartialShape.dynamic(), mean_row)) == 0
-    assert layernorm_means_as_reductions(graph([2, 4, 7], np.array([[0.1, 0.2, 0.3, 0.4]], np.float32))) == 0
-    m = graph([2, 4, 7], mean_row)
-    assert layernorm_means_as_reductions(m) == 1
-    assert [op.get_type_name() for op in m.get_ordered_ops()].count("ReduceMean") == 1
-    x = np.random.default_rng(0).standard_normal((2, 4, 7)).astype(np.float32)
+    mean_row = np.full((1, 3), 1 / 3, np.float32)
+    assert layernorm_means_as_convs(graph(ov.PartialShape.dynamic(), mean_row)) == 0
+    assert layernorm_means_as_convs(graph([2, 3, 7], np.array([[0.1, 0.2, 0.3]], np.float32))) == 0
+    m = graph([2, 3, 7], mean_row)
+    assert layernorm_means_as_convs(m) == 1
+    types = [op.get_type_name() for op in m.get_ordered_ops()]
+    assert types.count("Convolution") == 1 and "MatMul" not in types
+    x = np.random.default_rng(0).standard_normal((2, 3, 7)).astype(np.float32)
     got = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({"x": x})[0]
     np.testing.assert_allclose(got, x.astype(np.float64).mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)

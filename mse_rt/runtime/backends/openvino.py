@@ -103,15 +103,19 @@ def _node_gop(op, source_gop: dict[str, float]) -> float:
     return _gemm_gop(kind, op)
 
 
-def layernorm_means_as_reductions(model) -> int:
+def layernorm_means_as_convs(model) -> int:
     """Rewrite the exported LayerNorms' channel means for OpenVINO, in place; returns how many.
 
     The ONNX graph computes a LayerNorm's statistics as GEMMs, ``(1, C) row of 1/C @ x (B, C, T)``
-    (fast on ONNX Runtime). OpenVINO runs those GEMMs in float32 on plain layouts, between
-    channels-last low-precision convs, and pays layout / precision reorders around each of them;
-    a ``ReduceMean`` over the channel axis (the same mean) avoids most of them: int8 network
-    218 -> 209 ms per pass at T = 2304 (one process, A/B). Each reduction keeps the MatMul's
-    friendly name, so the int8 ignored scope still matches it.
+    (fast on ONNX Runtime). OpenVINO runs such a GEMM, or a ``ReduceMean`` over the channel
+    axis, on a plain (B, C, T) layout, while the convolutions around it keep channels-last or
+    channel-blocked layouts: every LayerNorm then paid two whole-tensor layout reorders. Here each
+    mean becomes a 1-output-channel 1x1 ``Convolution`` with weights 1 (an exact sum, accumulated
+    in float32) times 1/C, which runs on the layout the tensor already has: int8 network at
+    T = 2304 4.5-6 % faster than with ReduceMean (one process, interleaved A/B), itself 218 -> 209
+    ms against the GEMM form. The scaling Multiply keeps the MatMul's friendly name and the
+    convolution gets it plus ``/sum``, so the int8 ignored scope (``INT8_IGNORED``) still keeps
+    both in float.
     """
     ov = _import_openvino()
     from openvino.passes import ConstantFolding, Manager
@@ -125,13 +129,19 @@ def layernorm_means_as_reductions(model) -> int:
         if op.get_type_name() != "MatMul" or any(op.get_attributes().get(k) for k in ("transpose_a", "transpose_b")):
             continue
         row = op.input_value(0).get_node()
-        rank = op.input_value(1).get_partial_shape().rank
-        if row.get_type_name() != "Constant" or rank.is_dynamic or rank.get_length() != 3:
+        shape = op.input_value(1).get_partial_shape()
+        if row.get_type_name() != "Constant" or shape.rank.is_dynamic or shape.rank.get_length() != 3:
             continue
         w = row.get_data()
         if w.ndim != 2 or w.shape[0] != 1 or not np.allclose(w, 1.0 / w.shape[1], rtol=1e-6, atol=0.0):
             continue
-        mean = opset.reduce_mean(op.input_value(1), opset.constant(np.array([-2], dtype=np.int64)), keep_dims=True)
+        C = w.shape[1]
+        if shape[1].is_static and shape[1].get_length() != C:
+            continue
+        total = opset.convolution(op.input_value(1), opset.constant(np.ones((1, C, 1), dtype=np.float32)),
+                                  [1], [0], [0], [1])
+        total.set_friendly_name(op.get_friendly_name() + "/sum")
+        mean = opset.multiply(total, opset.constant(np.array(1.0 / C, dtype=np.float32)))
         mean.set_friendly_name(op.get_friendly_name())
         for target in op.output(0).get_target_inputs():
             target.replace_source_output(mean.output(0))
@@ -212,7 +222,7 @@ class OpenVinoBackend(Backend):
         model = self.core.read_model(str(path))
         if [i.get_any_name() for i in model.inputs] != list(INPUT_NAMES):
             raise BackendError(f"{path}: inputs {[i.get_any_name() for i in model.inputs]} are not those of an mse_rt graph")
-        self.layernorm_reductions = layernorm_means_as_reductions(model)
+        self.layernorm_mean_convs = layernorm_means_as_convs(model)
         if precision == "int8":
             model = self._quantize(model, calib, calib_videos)
         self.model = model
