@@ -118,6 +118,11 @@ def test_openvino_precisions_on_the_demo(demo_onnx, calib, fp32_map, precision):
         assert len(sums) == det.backend.layernorm_mean_convs > 0
         assert all(op.input_value(0).get_node().get_type_name() != "FakeQuantize"
                    and op.input_value(1).get_node().get_type_name() == "Constant" for op in sums)
+        # the heads' trunk convs (run once on the joined levels) read one quantized tensor each:
+        # per-level FakeQuantize scales in front of the join sent them to bf16
+        trunk = [op for op in det.backend.model.get_ordered_ops()
+                 if op.get_type_name() == "Convolution" and "_head/head." in op.get_friendly_name()]
+        assert trunk and all(op.input_value(0).get_node().get_type_name() == "FakeQuantize" for op in trunk)
     m = _demo_map(det)
     tol = 1e-4 if precision == "fp32" else 0.005
     assert abs(m - fp32_map) <= tol, f"OpenVINO {precision} mAP {m:.4f} vs fp32 {fp32_map:.4f}"
