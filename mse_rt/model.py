@@ -176,6 +176,23 @@ class MaskedMHCA(nn.Module):
         return out * mask.to(out.dtype), mask
 
 
+def _depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a depthwise ``nn.Conv1d`` (groups = C), x (B, C, T) -> (B, C, T).
+
+    In traced graphs a kernel-1 depthwise conv (psi / convw of kernel-1 blocks, every block's fc)
+    is written as what it computes, a per-channel scale and shift ``x * w + b``: the element-wise
+    form fuses with the AFM arithmetic around it, where OpenVINO ran each one as a
+    GroupConvolution with a layout reorder on either side (int8 pass at T = 2304: 0.981x). The
+    eager path keeps the conv module (same math). Not used for global_fc on the (B, C, 1) mean:
+    OpenVINO 2026.4 (CPU, fp32) computes ``relu(mean * w + b)`` wrongly at B > 1 (cls_prob off by
+    0.23 on golden videos; the GroupConvolution form is right).
+    """
+    if tracing() and conv.kernel_size[0] == 1 and conv.groups == conv.in_channels == conv.out_channels:
+        y = x * conv.weight[:, 0, 0].view(1, -1, 1)
+        return y if conv.bias is None else y + conv.bias.view(1, -1, 1)
+    return conv(x)
+
+
 class MSEBlock(nn.Module):
     """Multi-granularity Semantic Enhancement block (SPEC section 4): LDM + GTM + AFM + MLP.
 
@@ -218,9 +235,9 @@ class MSEBlock(nn.Module):
         dw = self.dynamic_weight
         out = self.ln(x)
         # LDM: multi-scale depthwise convs; GTM gate from the mean over all T (padding included)
-        psi = self.psi(out)
-        fc = self.fc(out)
-        w_kw = self.convw(out) + self.convkw(out)
+        psi = _depthwise(self.psi, out)
+        fc = _depthwise(self.fc, out)
+        w_kw = _depthwise(self.convw, out) + self.convkw(out)
         phi = torch.relu(self.global_fc(out.mean(dim=-1, keepdim=True)))
         # AFM stage 1, GTM, AFM stage 2
         out1 = dw[0] * fc * phi + dw[1] * w_kw * psi + dw[2] * out

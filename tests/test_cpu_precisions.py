@@ -25,8 +25,10 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory):
-    """16 synthetic videos of another seed than the demo's training (1) and test (2) sets."""
-    return write_dataset(tmp_path_factory.mktemp("calib"), 16, seed=3) / "features"
+    """32 synthetic videos (the default ``calib_videos``) of another seed than the demo's training
+    (1) and test (2) sets. With 16 the OpenVINO int8 demo mAP moved by calibration set alone
+    between 83.95 and 84.68 (seeds 3-5; fp32 84.90), across the 0.5-point bar; with 32, 84.51-84.85."""
+    return write_dataset(tmp_path_factory.mktemp("calib"), 32, seed=3) / "features"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def test_int8_onnx_keeps_demo_map_and_records_its_recipe(demo_onnx, calib, fp32_
     q = quantize_onnx(demo_onnx, tmp_path / "demo.int8.onnx", [calib])
     meta = read_onnx_metadata(q)
     summary = json.loads(meta["mse_rt.quantization"])
-    assert meta["mse_rt.precision"] == "int8" and summary["calibration_videos"] == 16
+    assert meta["mse_rt.precision"] == "int8" and summary["calibration_videos"] == 32
     assert summary["quantize_nodes"] > 0 and "S8 per-channel" in summary["recipe"]
     # which GEMMs run int8: every attention block's q and v projections (exported as MatMuls
     # with a weight) take a dequantized weight; LayerNorm statistics and attention products do not
