@@ -10,7 +10,7 @@ single-video requests on OpenVINO's streams; the ONNX Runtime / OpenVINO process
 otherwise spin beside the engine's own threads, which cost OpenVINO bf16 up to 25 % in some
 processes (514 vs 412 ms); eager keeps the default, which is 9 % faster for it; int8 variants are
 calibrated on random features since the weights are random). Accuracy: the bundled demo model
-on its 8 held-out videos, each variant's mAP (tIoU 0.3:0.7), int8 calibrated on 16 synthetic
+on its 8 held-out videos, each variant's mAP (tIoU 0.3:0.7), int8 calibrated on 32 synthetic
 videos of another seed (3), and the detection agreement with eager fp32 on the golden videos of
 thumos_small (top-10 matched, score and segment differences). Writes OUT/cpu_precisions.md / .json.
 """
@@ -57,7 +57,7 @@ def accuracy(variants: list[str], threads: int) -> dict:
     torch.set_num_threads(threads)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        calib = write_dataset(Path(tmp) / "calib", 16, seed=3) / "features"
+        calib = write_dataset(Path(tmp) / "calib", 32, seed=3) / "features"
         dets = build_variants(["eager", *[v for v in variants if v != "eager"]], DEMO_CONFIG, DEMO_CKPT,
                               Path(tmp) / "demo", calib=[calib], threads=threads)
         vids = read_dataset(DEMO)
