@@ -100,13 +100,18 @@ SoftOut soft_nms(const std::vector<Seg>& segs_in, const std::vector<float>& scor
     out.scores.push_back(scores[i]);
     out.idx.push_back(idx[i]);
     const Seg a = segs[i];
+    const float la = a.x2 - a.x1 + kLenEps;
     size_t p = i + 1;
     size_t next = p;  // first maximum among the survivors so far
     while (p < n) {
-      const float ovr = iou_eps(a, segs[p]);
-      // exp(-0 / sigma) is exactly 1: skipping it for disjoint segments (most pairs on a long
-      // video) gives bit-identical scores and saves nearly all exp calls
-      if (ovr != 0.0f) scores[p] *= std::exp(-(ovr * ovr) / sigma);
+      // iou_eps(a, segs[p]) spelled out, its division only for overlapping pairs: a disjoint
+      // pair has IoU 0 and exp(-0 / sigma) is exactly 1, so skipping both for them (most pairs
+      // on a long video) gives bit-identical scores (soft-NMS at THUMOS size: see the docs)
+      const float inter = std::max(0.0f, std::min(a.x2, segs[p].x2) - std::max(a.x1, segs[p].x1));
+      if (inter != 0.0f) {
+        const float ovr = inter / (la + (segs[p].x2 - segs[p].x1 + kLenEps) - inter);
+        if (ovr != 0.0f) scores[p] *= std::exp(-(ovr * ovr) / sigma);
+      }
       if (scores[p] < min_score) {  // drop: the last element takes its place, examined next
         segs[p] = segs[n - 1];
         scores[p] = scores[n - 1];
