@@ -39,10 +39,23 @@ def select_topk(prob_levels: list[torch.Tensor], thresh: float, topk: int):
     k = min(topk, width)
     rows = table.view(B * L, width)
     if k < width:
-        # the first k of a stable descending sort, without sorting the whole row: every value
-        # above the k-th largest, then ties of it in index order, then a stable sort of those k
-        # (same result as sorting all; 3.7 -> ~1 ms at T = 2304, 20 classes)
-        kth = torch.topk(rows, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+        # the first k of a stable descending sort, without sorting the whole row
+        top_vals, top_idx = torch.topk(rows, k, dim=1, sorted=False)
+        kth = top_vals.min(dim=1, keepdim=True).values
+        # top-k's set is the stable sort's when no copy of the k-th value was left out, or when
+        # the k-th value is <= thresh (then the copies are dropped below anyway; this also covers
+        # the -1 padding of levels shorter than k): sort those k by index, then stably by value
+        # (THUMOS size, 6 levels x 46080: 4.8 -> 2.8 ms against the path below)
+        clear = ((rows == kth).sum(dim=1, keepdim=True) == (top_vals == kth).sum(dim=1, keepdim=True)) | (kth <= thresh)
+        if bool(clear.all()):
+            by_index = torch.sort(top_idx, dim=1).values
+            vals, order = torch.sort(rows.gather(1, by_index), dim=1, descending=True, stable=True)
+            idx = by_index.gather(1, order)
+            keep = vals > thresh
+            rows, cols = keep.nonzero(as_tuple=True)
+            return rows // L, rows % L, idx[rows, cols], vals[rows, cols]
+        # ties across the k-th place: every value above it, then its copies in index order, then
+        # a stable sort of those k (same result as sorting all)
         above = rows > kth
         tie = rows == kth
         need = k - above.sum(dim=1, keepdim=True)

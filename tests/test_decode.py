@@ -59,17 +59,20 @@ def test_decode_dense_checks_levels():
                      {"pre_nms_thresh": 0.1, "pre_nms_topk": 5, "duration_thresh": 0.0})
 
 
-@pytest.mark.parametrize("B,ties", [(1, False), (3, True), (2, True)])
-def test_select_topk_equals_a_full_stable_sort(B, ties):
-    """The partial selection (k-th value, ties in index order, stable sort of k) against the
-    plain reference: per (video, level) row, a full stable descending sort, first k, threshold."""
+@pytest.mark.parametrize("B,ties,thresh", [(1, False, 0.07), (3, True, 0.07), (2, True, 0.07), (2, True, 0.33)])
+def test_select_topk_equals_a_full_stable_sort(B, ties, thresh):
+    """The partial selection (top-k set sorted by index then by value, or with ties across the
+    k-th place: k-th value, ties in index order, stable sort of k) against the plain reference:
+    per (video, level) row, a full stable descending sort, first k, threshold. Thresholds 0.07
+    and 0.33 are not multiples of the 0.05 grid (no float32 vs float64 edge at them); with 0.33
+    every k-th value is below it and the top-k path runs with many ties above it."""
     from mse_rt.decode import select_topk
 
     g = torch.Generator().manual_seed(B)
     levels = [torch.sigmoid(torch.randn(B, n * 3, generator=g) - 2) for n in (257, 128, 64, 31, 1)]
     if ties:  # many equal scores, also across the k-th place
         levels = [(p * 20).round() / 20 for p in levels]
-    k, thresh = 100, 0.07  # not a multiple of the 0.05 grid: no float32 vs float64 edge at it
+    k = 100
     want = {b: [] for b in range(B)}
     for b in range(B):
         for lvl, p in enumerate(levels):
