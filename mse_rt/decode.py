@@ -45,7 +45,7 @@ def select_topk(prob_levels: list[torch.Tensor], thresh: float, topk: int):
         # top-k's set is the stable sort's when no copy of the k-th value was left out, or when
         # the k-th value is <= thresh (then the copies are dropped below anyway; this also covers
         # the -1 padding of levels shorter than k): sort those k by index, then stably by value
-        # (THUMOS size, 6 levels x 46080: 4.8 -> 2.8 ms against the path below)
+        # (THUMOS size, 6 levels x 46080, alternating calls: 0.6-0.9x the time of the path below)
         clear = ((rows == kth).sum(dim=1, keepdim=True) == (top_vals == kth).sum(dim=1, keepdim=True)) | (kth <= thresh)
         if bool(clear.all()):
             by_index = torch.sort(top_idx, dim=1).values

@@ -182,10 +182,10 @@ def _depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     In traced graphs a kernel-1 depthwise conv (psi / convw of kernel-1 blocks, every block's fc)
     is written as what it computes, a per-channel scale and shift ``x * w + b``: the element-wise
     form fuses with the AFM arithmetic around it, where OpenVINO ran each one as a
-    GroupConvolution with a layout reorder on either side (int8 pass at T = 2304: 0.981x). The
-    eager path keeps the conv module (same math). Not used for global_fc on the (B, C, 1) mean:
-    OpenVINO 2026.4 (CPU, fp32) computes ``relu(mean * w + b)`` wrongly at B > 1 (cls_prob off by
-    0.23 on golden videos; the GroupConvolution form is right).
+    GroupConvolution with a layout reorder on either side (int8 pass at T = 2304: 0.97-0.98x in
+    two one-process A/B runs). The eager path keeps the conv module (same math). Not used for
+    global_fc on the (B, C, 1) mean: OpenVINO 2026.4 (CPU, fp32) computes ``relu(mean * w + b)``
+    wrongly at B > 1 (cls_prob off by 0.23 on golden videos; the GroupConvolution form is right).
     """
     if tracing() and conv.kernel_size[0] == 1 and conv.groups == conv.in_channels == conv.out_channels:
         y = x * conv.weight[:, 0, 0].view(1, -1, 1)
