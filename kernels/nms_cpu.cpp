@@ -110,7 +110,7 @@ SoftOut soft_nms(const std::vector<Seg>& segs_in, const std::vector<float>& scor
       const float inter = std::max(0.0f, std::min(a.x2, segs[p].x2) - std::max(a.x1, segs[p].x1));
       if (inter != 0.0f) {
         const float ovr = inter / (la + (segs[p].x2 - segs[p].x1 + kLenEps) - inter);
-        if (ovr != 0.0f) scores[p] *= std::exp(-(ovr * ovr) / sigma);
+        scores[p] *= std::exp(-(ovr * ovr) / sigma);
       }
       if (scores[p] < min_score) {  // drop: the last element takes its place, examined next
         segs[p] = segs[n - 1];

@@ -187,7 +187,8 @@ def _depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     global_fc on the (B, C, 1) mean: OpenVINO 2026.4 (CPU, fp32) computes ``relu(mean * w + b)``
     wrongly at B > 1 (cls_prob off by 0.23 on golden videos; the GroupConvolution form is right).
     """
-    if tracing() and conv.kernel_size[0] == 1 and conv.groups == conv.in_channels == conv.out_channels:
+    if (tracing() and conv.kernel_size == (1,) and conv.stride == (1,) and conv.padding == (0,)
+            and conv.groups == conv.in_channels == conv.out_channels):
         y = x * conv.weight[:, 0, 0].view(1, -1, 1)
         return y if conv.bias is None else y + conv.bias.view(1, -1, 1)
     return conv(x)
