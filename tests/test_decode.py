@@ -59,14 +59,18 @@ def test_decode_dense_checks_levels():
                      {"pre_nms_thresh": 0.1, "pre_nms_topk": 5, "duration_thresh": 0.0})
 
 
+@pytest.mark.parametrize("path", ["select_topk", "_select_topk_table", "_select_topk_rows"])
 @pytest.mark.parametrize("B,ties,thresh", [(1, False, 0.07), (3, True, 0.07), (2, True, 0.07), (2, True, 0.33)])
-def test_select_topk_equals_a_full_stable_sort(B, ties, thresh):
+def test_select_topk_equals_a_full_stable_sort(B, ties, thresh, path):
     """The partial selection (top-k set sorted by index then by value, or with ties across the
     k-th place: k-th value, ties in index order, stable sort of k) against the plain reference:
     per (video, level) row, a full stable descending sort, first k, threshold. Thresholds 0.07
     and 0.33 are not multiples of the 0.05 grid (no float32 vs float64 edge at them); with 0.33
-    every k-th value is below it and the top-k path runs with many ties above it."""
-    from mse_rt.decode import select_topk
+    every k-th value is below it and the top-k path runs with many ties above it. Both
+    implementations (the public function takes the row path for these CPU float32 levels)."""
+    from mse_rt import decode
+
+    select_topk = getattr(decode, path)
 
     g = torch.Generator().manual_seed(B)
     levels = [torch.sigmoid(torch.randn(B, n * 3, generator=g) - 2) for n in (257, 128, 64, 31, 1)]
