@@ -53,9 +53,10 @@ def available_variants() -> dict[str, str]:
 
 
 def build_variants(names: list[str], config, ckpt, workdir: str | Path, calib=None, threads: int | None = None,
-                   hint: str = "latency", max_batch: int = 8, model=None) -> dict:
+                   hint: str = "latency", max_batch: int = 8, model=None, bias_correction: str = "fast") -> dict:
     """Detectors for ``names`` from one config + checkpoint (or a built ``model``): the ONNX export
-    and the int8 graph are made once into ``workdir``. Unknown / unavailable variants raise."""
+    and the int8 graph are made once into ``workdir``. Unknown / unavailable variants raise.
+    ``bias_correction``: NNCF's for the OpenVINO int8 variant ("fast" or "full")."""
     from . import Detector, build_model, load_checkpoint, load_config
 
     bad = [n for n in names if n not in VARIANTS]
@@ -93,7 +94,8 @@ def build_variants(names: list[str], config, ckpt, workdir: str | Path, calib=No
         else:
             prec = name.split("-", 1)[1]
             out[name] = Detector.from_openvino(onnx_path, precision=prec, hint=hint, threads=threads,
-                                               calib=calib if prec == "int8" else None, max_batch=max_batch)
+                                               calib=calib if prec == "int8" else None, max_batch=max_batch,
+                                               bias_correction=bias_correction)
     return out
 
 

@@ -204,13 +204,15 @@ class Detector:
 
     @classmethod
     def from_openvino(cls, path: str | Path, precision: str = "fp32", hint: str = "latency",
-                      threads: int | None = None, calib=None, allow_fallback: bool = False, max_compiled: int = 8,
-                      cache_dir: str | Path | None = None, split_batch: bool = True, **kwargs) -> Detector:
+                      threads: int | None = None, calib=None, calib_videos: int = 32, allow_fallback: bool = False,
+                      max_compiled: int = 8, cache_dir: str | Path | None = None, split_batch: bool = True,
+                      bias_correction: str = "fast", **kwargs) -> Detector:
         """Run an exported fp32 ONNX graph with OpenVINO (CPU) in fp32, bf16 or int8 (NNCF PTQ
-        calibrated on ``calib`` feature files); see :mod:`mse_rt.runtime.backends.openvino`."""
+        calibrated on the first ``calib_videos`` of the ``calib`` feature files); see
+        :mod:`mse_rt.runtime.backends.openvino`."""
         backend = openvino_backend(path, precision=precision, hint=hint, threads=threads, calib=calib,
-                                   allow_fallback=allow_fallback, max_compiled=max_compiled, cache_dir=cache_dir,
-                                   split_batch=split_batch)
+                                   calib_videos=calib_videos, allow_fallback=allow_fallback, max_compiled=max_compiled,
+                                   cache_dir=cache_dir, split_batch=split_batch, bias_correction=bias_correction)
         return cls(backend.cfg, backend, **kwargs)
 
     @classmethod
