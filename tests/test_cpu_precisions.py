@@ -248,6 +248,36 @@ def test_openvino_runs_the_body_in_bf16(demo_onnx, monkeypatch):
     assert len(unmarked["body"]) > 10, unmarked
 
 
+def test_openvino_marked_body_under_the_throughput_hint(demo_onnx):
+    """The marks compile on several streams at once: stored as strings, the plugin's concurrent
+    string-to-bool reads crashed the process ("pure virtual method called", 3 of 3 runs here);
+    stored as bools they do not. A child process, so a crash fails this test instead of pytest;
+    its batch under the throughput hint matches the latency hint's."""
+    import subprocess
+    import sys
+
+    from mse_rt.runtime.backends.openvino import cpu_capabilities
+
+    if "BF16" not in cpu_capabilities():
+        pytest.skip("this CPU has no BF16")
+    code = f"""
+import numpy as np, mse_rt
+from mse_rt.data import read_dataset
+from mse_rt.demo import DEMO
+feats = [v["feats"] for v in read_dataset(DEMO)[:4]]
+for _ in range(3):
+    out = {{}}
+    for hint in ("throughput", "latency"):
+        det = mse_rt.Detector.from_openvino({str(demo_onnx)!r}, precision="bf16", hint=hint, threads=2)
+        out[hint] = det.detect_batch(feats, fps=30.0)
+    for a, b in zip(out["throughput"], out["latency"]):
+        assert np.array_equal(a.labels, b.labels) and np.allclose(a.scores, b.scores, atol=1e-5), "hints disagree"
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
 def test_compare_reports_agreement_on_golden_videos(tmp_path, capsys):
     """int8 vs eager fp32 on the golden thumos_small videos: the documented detection tolerance."""
     from mse_rt.variants import build_variants, compare_results

@@ -174,12 +174,14 @@ def mark_body_reduced_precision(model) -> int:
     plugin's per-node ``enforceBF16evenForGraphTail`` flag lifts the rule; set here on the body
     (backbone and neck) only, so the true tail (decode after the heads) stays float32. One
     process, alternating calls, T = 2304, network: int8 0.93-0.95x, bf16 0.98x; accuracy in
-    docs/cpu_precisions.md. OpenVINO versions that do not know the flag ignore it.
+    docs/cpu_precisions.md. OpenVINO versions that do not know the flag ignore it. Stored as a
+    bool: as a string, the throughput hint's streams, compiled at once, converted it
+    concurrently and crashed the process (OpenVINO 2026.4).
     """
     count = 0
     for op in model.get_ops():
         if op.get_friendly_name().startswith(BODY_PREFIXES):
-            op.get_rt_info()["enforceBF16evenForGraphTail"] = "1"  # read back as bool: "1" parses, int does not
+            op.set_rt_info(True, "enforceBF16evenForGraphTail")
             count += 1
     return count
 
