@@ -119,9 +119,8 @@ def test_openvino_precisions_on_the_demo(demo_onnx, calib, fp32_map, precision):
         return
     det = mse_rt.Detector.from_openvino(demo_onnx, precision=precision, calib=[calib] if precision == "int8" else None,
                                         bias_correction="full")
-    if precision == "int8":
-        assert det.backend.calibration["bias_correction"] == "full"
     if precision == "int8":  # the LayerNorm channel-sum convs stay float: no FakeQuantize on either input
+        assert det.backend.calibration["bias_correction"] == "full"
         sums = [op for op in det.backend.model.get_ordered_ops() if op.get_friendly_name().endswith("/sum")]
         assert len(sums) == det.backend.layernorm_mean_convs > 0
         assert all(op.input_value(0).get_node().get_type_name() != "FakeQuantize"

@@ -156,8 +156,9 @@ def layernorm_means_as_convs(model) -> int:
     return count
 
 
-# Name prefixes of the network body: every node before the heads' last convs lives under one of
-# these module paths (the ONNX exporter's names, kept by OpenVINO and NNCF)
+# Name prefixes of the network body marked for bf16: the backbone and neck (the ONNX exporter's
+# module paths, kept by OpenVINO and NNCF). The heads' trunk was not under the graph-tail rule
+# (marking it too changed no node's precision), so the heads stay unmarked.
 BODY_PREFIXES = ("/model/backbone/", "/model/neck/")
 
 
