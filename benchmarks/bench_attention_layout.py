@@ -19,8 +19,8 @@ from timing import median_seconds
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mse_rt import load_config
-from mse_rt.graph import DetectorGraph
 from mse_rt.model import build_random_model
+from mse_rt.model.detector_graph import DetectorGraph
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
 

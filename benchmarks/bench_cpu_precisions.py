@@ -51,10 +51,11 @@ def accuracy(variants: list[str], threads: int) -> dict:
     import numpy as np
     import torch
 
-    from mse_rt.data import read_dataset, write_dataset
-    from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.apps.synth import write_dataset
+    from mse_rt.apps.variants import build_variants, compare_results
     from mse_rt.eval import THUMOS_TIOUS, evaluate
-    from mse_rt.variants import build_variants, compare_results
+    from mse_rt.io.dataset import read_dataset
 
     torch.set_num_threads(threads)
     out = {}

@@ -20,11 +20,11 @@ import torch
 
 from mse_rt import load_config
 from mse_rt.config import fpn_strides
-from mse_rt.decode import decode_dense
-from mse_rt.graph import DetectorGraph, level_lengths
 from mse_rt.model import build_random_model
-from mse_rt.postprocess import nms_video
-from mse_rt.preprocess import make_mask
+from mse_rt.model.detector_graph import DetectorGraph, level_lengths
+from mse_rt.pipeline.decode import decode_dense
+from mse_rt.pipeline.nms import nms_video
+from mse_rt.pipeline.padding import make_mask
 
 REFERENCE_S = {"backbone": 1.71, "heads": 0.98, "decode": 0.04, "nms": 0.06}
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"

@@ -51,8 +51,8 @@ def worker(variant: str, hint: str, threads: int, T: int) -> int:
 
     sys.path.insert(0, str(REPO))
     from mse_rt import load_config
+    from mse_rt.apps.variants import build_variants
     from mse_rt.model import build_random_model
-    from mse_rt.variants import build_variants
 
     torch.set_num_threads(threads)
     cfg = load_config(CONFIG)
@@ -88,12 +88,12 @@ def settled_probe(pause_s: float = 0.05) -> float:
 
 
 def host_probe(n: int = 1024, repeat: int = 5) -> float:
-    """The host's int8 speed right now: :func:`mse_rt.bench.gemm_peak` of an n x n x n int8 GEMM
+    """The host's int8 speed right now: :func:`mse_rt.apps.benchmark.gemm_peak` of an n x n x n int8 GEMM
     (``torch._int_mm``, VNNI; 1e9 ops/s, best of ``repeat``, about 15 ms); the code under test
     plays no part in it."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from mse_rt.bench import gemm_peak
+    from mse_rt.apps.benchmark import gemm_peak
 
     gops = gemm_peak("int8", n=n, repeat=repeat)
     if gops is None:

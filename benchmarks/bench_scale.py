@@ -3,7 +3,7 @@
     python benchmarks/bench_scale.py [--videos 200] [--out scale_report]
     (as root it re-runs itself inside a private network namespace: unshare --net, loopback up)
 
-Corpus: synthetic videos (mse_rt.data, seed 5, demo sizes), the bundled demo model, eager
+Corpus: synthetic videos (mse_rt.apps.synth, seed 5, demo sizes), the bundled demo model, eager
 backend, 1 torch thread per worker. Reported: videos/s of one process calling ``detect`` per
 video, of ``detect_batch`` (batches of 8), of the Ray Data job with 1 and 2 actors (start-up of
 the local cluster excluded, reported apart), and requests/s with p50 / p95 latency of the Serve
@@ -41,9 +41,11 @@ def main() -> int:
     import torch
 
     import mse_rt
-    from mse_rt.data import write_dataset
-    from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
-    from mse_rt.scale import detect_corpus_ray, encode_npy_b64, init_ray, serve_detector, shutdown
+    from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.apps.synth import write_dataset
+    from mse_rt.serving.ray_cluster import init_ray, shutdown
+    from mse_rt.serving.ray_job import detect_corpus_ray
+    from mse_rt.serving.ray_serve import encode_npy_b64, serve_detector
 
     torch.set_num_threads(1)
     rows = []

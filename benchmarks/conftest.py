@@ -15,9 +15,9 @@ def thumos_candidates():
     """Decode inputs and pre-NMS candidates of a THUMOS-size model (random weights), T = 2304."""
     from mse_rt import load_config
     from mse_rt.config import fpn_strides
-    from mse_rt.decode import decode_dense
-    from mse_rt.graph import DetectorGraph, level_lengths
     from mse_rt.model import build_random_model
+    from mse_rt.model.detector_graph import DetectorGraph, level_lengths
+    from mse_rt.pipeline.decode import decode_dense
 
     cfg = load_config(CONFIGS / "thumos_i3d.yaml")
     model = build_random_model(cfg)

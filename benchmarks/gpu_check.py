@@ -76,7 +76,7 @@ def make_importable() -> str:
 
 def cpu_nms():
     """The CPU NMS baseline: C++ when built, else the PyTorch reference (named in the table)."""
-    from mse_rt.postprocess import batched_nms_native, batched_nms_torch, native_available
+    from mse_rt.pipeline.nms import batched_nms_native, batched_nms_torch, native_available
 
     return (batched_nms_native, "C++") if native_available() else (batched_nms_torch, "PyTorch (C++ not built)")
 
@@ -128,7 +128,7 @@ def check_kernels(dtypes) -> None:
     from mse_rt.kernels.afm_residual import afm_residual, afm_residual_ref
     from mse_rt.kernels.channel_layernorm import channel_layernorm, channel_layernorm_ref
     from mse_rt.kernels.ldm_afm import ldm_afm_stage1, ldm_afm_stage1_ref, pack_block_weights
-    from mse_rt.model import MSEBlock
+    from mse_rt.model.mse_block import MSEBlock
 
     section("Kernels vs PyTorch reference (GPU)", ("kernel", "shape", "dtype", "max abs err", "scale", "ok"))
     tol = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -209,7 +209,7 @@ def check_backend_golden(precisions) -> None:
 
 def check_dense_thumos(precisions) -> None:
     from mse_rt.runtime.backends.eager import EagerBackend
-    from mse_rt.runtime.backends.triton import TritonBackend
+    from mse_rt.runtime.backends.triton_kernels import TritonBackend
 
     section("THUMOS-size dense outputs vs eager fp32 (B=2, T=2304)", ("backend", "cls_prob", "seg_start", "seg_end"))
     cfg, model = thumos_model()
@@ -227,7 +227,7 @@ def bench_kernels() -> None:
     from mse_rt.kernels.afm_residual import afm_residual
     from mse_rt.kernels.channel_layernorm import channel_layernorm
     from mse_rt.kernels.ldm_afm import ldm_afm_stage1, pack_block_weights
-    from mse_rt.model import MSEBlock
+    from mse_rt.model.mse_block import MSEBlock
 
     section("Kernel bandwidth (B=8, C=512, T=2304)", ("op", "dtype", "ms", "GB/s", "% of copy", "bytes model"))
     n = 8 * 512 * 2304
@@ -267,7 +267,7 @@ def bench_kernels() -> None:
 
 def bench_end_to_end(full: bool) -> None:
     from mse_rt.runtime.backends.eager import EagerBackend
-    from mse_rt.runtime.backends.triton import TritonBackend
+    from mse_rt.runtime.backends.triton_kernels import TritonBackend
 
     section("End to end forward + dense decode, THUMOS-size (thumos_i3d.yaml)",
             ("backend", "B=1 T=2304 ms", "vs eager fp32", "B=8 videos/s", "vs eager fp32"))
@@ -346,12 +346,52 @@ def tensorrt_rows() -> None:
     except ImportError:
         row("TensorRT", "skipped: the tensorrt package is not installed on this machine")
         return
-    try:
-        from mse_rt.export import tensorrt as trt_export  # noqa: F401
-    except ImportError:
-        row("TensorRT", "skipped: mse_rt has no TensorRT builder yet (issue: TensorRT engines)")
-        return
-    trt_export.gpu_check_rows(row, CONFIGS)
+    _tensorrt_detail_rows()
+
+
+def _tensorrt_detail_rows() -> None:
+    """TensorRT rows of benchmarks/gpu_check.py: build time, latency B=1 / throughput B=8 at T=2304
+    for fp32 and fp16, and detections vs eager on the golden videos."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    import mse_rt
+    from mse_rt.config import load_config
+    from mse_rt.export import build_engine, export_onnx
+    from mse_rt.model import build_random_model
+
+    cfg = load_config(CONFIGS / "thumos_i3d.yaml")
+    model = build_random_model(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        eager = mse_rt.Detector.from_model(cfg, model.cuda(), device="cuda")
+        for prec in ("fp32", "fp16"):
+            onnx_path = export_onnx(model, Path(tmp) / f"m_{prec}.onnx", precision=prec, validate=False)
+            t0 = time.perf_counter()
+            eng = build_engine(onnx_path, Path(tmp) / f"m_{prec}.engine", fp16=prec == "fp16")
+            t_build = time.perf_counter() - t0
+            det = mse_rt.Detector.from_engine(eng)
+            for B in (1, 8):
+                x = torch.randn(B, 2048, 2304, device="cuda")
+                lengths = torch.full((B,), 2304)
+                for _ in range(3):
+                    det.backend.infer(x, lengths)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    det.backend.infer(x, lengths)
+                torch.cuda.synchronize()
+                ms = (time.perf_counter() - t0) / 10 * 1e3
+                ref = eager.backend.infer(x, lengths)
+                got = det.backend.infer(x, lengths)
+                err = float((got["cls_prob"] - ref["cls_prob"]).abs().max())
+                row(f"TensorRT {prec} B={B}", f"build {t_build:.0f} s, {ms:.2f} ms/batch, {B * 1000 / ms:.1f} videos/s, "
+                    f"cls_prob max err vs eager {err:.2e}")
+            x = np.random.default_rng(0).standard_normal((2304, 2048)).astype(np.float32)
+            a, b = eager.detect(x, fps=30.0), det.detect(x, fps=30.0)
+            row(f"TensorRT {prec} detections", f"{len(b)} vs eager {len(a)}, top score diff "
+                f"{abs(float(a.scores[0]) - float(b.scores[0])) if len(a) and len(b) else float('nan'):.2e}")
 
 
 def write_report(out: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 from timing import median_seconds
 from tqdm import tqdm
 
-from mse_rt.fileio import atomic_output, atomic_write_text
+from mse_rt.io.files import atomic_output, atomic_write_text
 
 CONFIGS = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs"
 
@@ -40,7 +40,7 @@ def table_from_pytest_benchmark(path: Path) -> str:
 
 def _detectors(config: Path, ckpt: Path | None, tmp: Path) -> dict:
     from mse_rt import Detector, load_config
-    from mse_rt.demo import available_backends
+    from mse_rt.apps.demo import available_backends
     from mse_rt.model import build_random_model
 
     cfg = load_config(config)
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         print(table_from_pytest_benchmark(Path(args.from_json)))
         return 0
-    from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
-    from mse_rt.preprocess import max_video_length
+    from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.pipeline.padding import max_video_length
 
     if args.config == "demo":
         config, ckpt = DEMO_CONFIG, DEMO_CKPT

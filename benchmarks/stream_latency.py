@@ -3,7 +3,7 @@
 
     python benchmarks/stream_latency.py [--videos 8] [--lags 0 2 4 8 16 32 64] [--hop 4] [--out stream_report]
 
-Accuracy: long synthetic streams (``mse_rt.data``, seed 31, 600-1024 steps by default: the demo
+Accuracy: long synthetic streams (``mse_rt.apps.synth``, seed 31, 600-1024 steps by default: the demo
 config's point buffer caps an offline run at 1024 steps = max_seq_len x max_buffer_len_factor, and
 the streams are compared with offline; the demo model trained on seed 1) are played through ``StreamPool`` (all streams
 batched) in chunks of ``hop`` steps, for every lag and for today's windowed mode (hop 128). Each
@@ -33,12 +33,12 @@ import torch
 from timing import median_seconds
 
 import mse_rt
-from mse_rt.data import SyntheticSpec, class_patterns, make_video, steps_to_seconds
-from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.synth import SyntheticSpec, class_patterns, make_video
 from mse_rt.eval import THUMOS_TIOUS, evaluate
-from mse_rt.fileio import atomic_output, atomic_write_text
-from mse_rt.live import StreamPool
-from mse_rt.results import DetectionResult
+from mse_rt.io.files import atomic_output, atomic_write_text
+from mse_rt.io.results import DetectionResult
+from mse_rt.streaming.lagged import StreamPool
 
 CONFIGS = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs"
 
@@ -52,7 +52,7 @@ def make_streams(n: int, seed: int, lo: int, hi: int):
         feats, segs, labels = make_video(rng, spec, pats)
         vid = f"stream_{seed}_{i}"
         vids.append((vid, feats, segs, labels))
-        secs = steps_to_seconds(segs, spec)
+        secs = spec.seconds(segs)
         gt["database"][vid] = {"subset": "test", "annotations": [
             {"segment": [float(s), float(e)], "label_id": int(c)} for (s, e), c in zip(secs, labels)]}
     return vids, gt, spec
@@ -120,7 +120,7 @@ def delays(vids, stamps, spec, min_tiou: float = 0.5) -> np.ndarray:
     out = []
     for v, _, segs, labels in vids:
         st = stamps[v]
-        for (s, e), c in zip(steps_to_seconds(segs, spec), labels):
+        for (s, e), c in zip(spec.seconds(segs), labels):
             best = None
             for ds, de, dc, when in st:
                 if dc != c:

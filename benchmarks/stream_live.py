@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 import mse_rt
-from mse_rt.data import SyntheticSpec, class_patterns, make_video, steps_to_seconds
-from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.synth import SyntheticSpec, class_patterns, make_video
 from mse_rt.eval import evaluate
 from mse_rt.streaming import StreamingDetector
 
@@ -51,7 +51,7 @@ def main() -> None:
     print(f"\npushes: {stats['count']}, latency p50 {stats['p50'] * 1e3:.1f} ms, p95 {stats['p95'] * 1e3:.1f} ms, "
           f"max {stats['max'] * 1e3:.1f} ms")
     gt = {"database": {"live": {"annotations": [{"segment": [float(s), float(e)], "label_id": int(c)}
-                                                for (s, e), c in zip(steps_to_seconds(segs, spec), labels)]}}}
+                                                for (s, e), c in zip(spec.seconds(segs), labels)]}}}
     streamed = mse_rt.DetectionResult("live", np.concatenate([r.segments for r in got]),
                                       np.concatenate([r.scores for r in got]), np.concatenate([r.labels for r in got]),
                                       spec.fps, 0.0)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mse_rt.decode import decode_dense
-from mse_rt.postprocess import batched_nms_native, batched_nms_torch
+from mse_rt.pipeline.decode import decode_dense
+from mse_rt.pipeline.nms import batched_nms_native, batched_nms_torch
 
 
 def test_decode_dense_thumos(benchmark, thumos_candidates):
@@ -43,7 +43,7 @@ def test_nms_gpu_thumos(benchmark, thumos_candidates):  # pragma: no cover - GPU
 
 @pytest.fixture(scope="module", params=["eager", "onnxruntime"])
 def demo_detector(request, tmp_path_factory):
-    from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG, available_backends
+    from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG, available_backends
     from mse_rt.runtime import Detector
 
     if available_backends().get(request.param):

@@ -20,7 +20,7 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat("onnx", ".onnx", False, "onnxruntime", ("opset", "dynamic", "batch", "max_len", "precision")),
     "engine": ExportFormat("engine", ".engine", True, "tensorrt", ("fp16", "max_batch", "workspace", "timing_cache")),
-    # a folder, not a file: the Triton Inference Server model repository (export/triton_repo.py)
+    # a folder, not a file: the Triton Inference Server model repository (export/tritonserver_repo.py)
     "triton-repo": ExportFormat("triton-repo", "", False, "tritonserver", ("max_batch", "engine")),
 }
 

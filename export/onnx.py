@@ -5,7 +5,7 @@
 
 Graph: inputs ``feats`` (B, C_in, T) float32 and ``lengths`` (B,) int64 (the mask is built
 inside); outputs ``cls_prob``, ``seg_start``, ``seg_end`` (B, P, K) with P = sum_l T // 2^l
-(see :mod:`mse_rt.graph`). The file carries the full config and a description of its inputs
+(see :mod:`mse_rt.model.detector_graph`). The file carries the full config and a description of its inputs
 and outputs in ``metadata_props``, so the file alone is enough to run it. Before the file is
 reported as written it passes ``onnx.checker``, strict shape inference and an ONNX Runtime run
 compared with eager PyTorch at two lengths (one beyond ``max_seq_len`` when the buffer allows).
@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mse_rt import __version__
-from mse_rt.checkpoint import file_sha256, load_checkpoint
+from mse_rt.version import __version__
 from mse_rt.config import config_to_json, load_config
 from mse_rt.errors import ExportError
-from mse_rt.fileio import atomic_output
-from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
+from mse_rt.io.files import atomic_output
+from mse_rt.io.integrity import CHECKSUM_KEY, CHECKSUM_PLACEHOLDER
 from mse_rt.model import MSETAD, build_model
-from mse_rt.onnx_integrity import CHECKSUM_KEY, CHECKSUM_PLACEHOLDER
-from mse_rt.preprocess import max_video_length, pad_policy_length
+from mse_rt.model.checkpoint import file_sha256, load_checkpoint
+from mse_rt.model.detector_graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
+from mse_rt.pipeline.padding import max_video_length, pad_policy_length
 
 from .formats import DEFAULT_OPSET, SUPPORTED_OPSETS
 

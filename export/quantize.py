@@ -4,8 +4,8 @@
     quantize_onnx("model.onnx", "model.int8.onnx", calib=["a.npy", "b.npy", ...])
 
 QDQ format, U8 activations and S8 per-channel weights: the combination ONNX Runtime runs with
-VNNI int8 kernels (S8 activations were 1.39x eager, dynamic quantization 0.45x, in the issue's
-measurements). What stays float was decided by measurement (demo mAP; README, CPU precisions):
+VNNI int8 kernels (S8 activations and dynamic quantization were slower: docs/cpu_precisions.md).
+What stays float was decided by measurement (demo mAP, same page):
 
 - only dense convolutions and the weight GEMMs are quantized (embedding, q / k / v / projection
   1x1 convs, the q / v ones exported as MatMuls with a weight, MLP, head towers): they hold
@@ -57,8 +57,9 @@ def calibration_inputs(calib, cfg: dict, max_videos: int = 32) -> list[dict[str,
 
     Raises :class:`InputError` for an empty set, wrong channel count, NaN / Inf (named per file).
     """
-    from mse_rt.features import load_feature_file
-    from mse_rt.preprocess import check_features, pad_batch, pad_policy_length
+    from mse_rt.io.features import load_feature_file
+    from mse_rt.pipeline.inputs import check_features
+    from mse_rt.pipeline.padding import pad_batch, pad_policy_length
 
     items: list = []
     for c in ([calib] if isinstance(calib, (str, Path, np.ndarray)) else list(calib)):
@@ -112,8 +113,8 @@ def quantize_onnx(model_path: str | Path, out_path: str | Path, calib, max_video
     import onnxruntime as ort
 
     from mse_rt.config import config_from_json
-    from mse_rt.fileio import atomic_output
-    from mse_rt.onnx_integrity import CHECKSUM_KEY, CHECKSUM_PLACEHOLDER
+    from mse_rt.io.files import atomic_output
+    from mse_rt.io.integrity import CHECKSUM_KEY, CHECKSUM_PLACEHOLDER
 
     from .onnx import _seal, read_onnx_metadata
 

@@ -33,11 +33,11 @@ import struct
 import time
 from pathlib import Path
 
-from mse_rt import __version__
 from mse_rt.errors import BackendError, ExportError, ModelFileError
-from mse_rt.fileio import atomic_output, atomic_write_bytes
-from mse_rt.graph import INPUT_NAMES, OUTPUT_NAMES
-from mse_rt.preprocess import max_video_length, pad_policy_length
+from mse_rt.io.files import atomic_output, atomic_write_bytes
+from mse_rt.model.detector_graph import INPUT_NAMES, OUTPUT_NAMES
+from mse_rt.pipeline.padding import max_video_length, pad_policy_length
+from mse_rt.version import __version__
 
 log = logging.getLogger("mse_rt.export")
 
@@ -256,49 +256,3 @@ def tensorrt_ep_providers(fp16: bool = True, cache_dir: str | Path | None = None
                          "trt_timing_cache_enable": True})
     return [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", {"device_id": device_id}),
             "CPUExecutionProvider"]
-
-
-def gpu_check_rows(row, configs: Path) -> None:  # pragma: no cover - GPU + TensorRT only
-    """TensorRT rows of benchmarks/gpu_check.py: build time, latency B=1 / throughput B=8 at T=2304
-    for fp32 and fp16, and detections vs eager on the golden videos."""
-    import tempfile
-
-    import numpy as np
-    import torch
-
-    import mse_rt
-    from mse_rt import load_config
-    from mse_rt.model import build_random_model
-
-    from .onnx import export_onnx
-
-    cfg = load_config(configs / "thumos_i3d.yaml")
-    model = build_random_model(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        eager = mse_rt.Detector.from_model(cfg, model.cuda(), device="cuda")
-        for prec in ("fp32", "fp16"):
-            onnx_path = export_onnx(model, Path(tmp) / f"m_{prec}.onnx", precision=prec, validate=False)
-            t0 = time.perf_counter()
-            eng = build_engine(onnx_path, Path(tmp) / f"m_{prec}.engine", fp16=prec == "fp16")
-            t_build = time.perf_counter() - t0
-            det = mse_rt.Detector.from_engine(eng)
-            for B in (1, 8):
-                x = torch.randn(B, 2048, 2304, device="cuda")
-                lengths = torch.full((B,), 2304)
-                for _ in range(3):
-                    det.backend.infer(x, lengths)
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(10):
-                    det.backend.infer(x, lengths)
-                torch.cuda.synchronize()
-                ms = (time.perf_counter() - t0) / 10 * 1e3
-                ref = eager.backend.infer(x, lengths)
-                got = det.backend.infer(x, lengths)
-                err = float((got["cls_prob"] - ref["cls_prob"]).abs().max())
-                row(f"TensorRT {prec} B={B}", f"build {t_build:.0f} s, {ms:.2f} ms/batch, {B * 1000 / ms:.1f} videos/s, "
-                    f"cls_prob max err vs eager {err:.2e}")
-            x = np.random.default_rng(0).standard_normal((2304, 2048)).astype(np.float32)
-            a, b = eager.detect(x, fps=30.0), det.detect(x, fps=30.0)
-            row(f"TensorRT {prec} detections", f"{len(b)} vs eager {len(a)}, top score diff "
-                f"{abs(float(a.scores[0]) - float(b.scores[0])) if len(a) and len(b) else float('nan'):.2e}")

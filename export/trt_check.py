@@ -24,7 +24,7 @@ import numpy as np
 
 from mse_rt.errors import ExportError
 
-# Operators the TensorRT 10 ONNX parser supports (onnx-tensorrt docs/operators.md), by name.
+# Operators the TensorRT 10 ONNX parser supports (the operator list of the onnx-tensorrt project), by name.
 TRT10_SUPPORTED = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization BitwiseAnd
 BitwiseNot BitwiseOr BitwiseXor BlackmanWindow Cast CastLike Ceil Celu Clip Concat ConcatFromSequence Constant

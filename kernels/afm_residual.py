@@ -1,4 +1,4 @@
-"""Fused AFM stage 2 + residual of one MSE block (SPEC section 4, steps 7-8).
+"""Fused AFM stage 2 + residual of one MSE block (docs/spec/model.md, section 2, steps 7-8).
 
     y = x * am + s_out * (dw3 * out1 + dw4 * ln(x) + dw5 * attn)
 

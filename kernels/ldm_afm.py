@@ -1,4 +1,4 @@
-"""Fused LDM + AFM stage 1 of one MSE block (SPEC section 4, steps 3-5).
+"""Fused LDM + AFM stage 1 of one MSE block (docs/spec/model.md, section 2, steps 3-5).
 
 From x (B, C, T) (after the block's optional max-pool):
 

@@ -1,7 +1,7 @@
 // 1D NMS for temporal action detection on the CPU (mse_rt.kernels._nms_cpu).
 //
 // Same contract as the plain PyTorch reference in mse_rt/postprocess.py and the reference
-// MSE-TAD per-video NMS (SPEC.md section 9): hard NMS, Gaussian soft-NMS that replays the
+// MSE-TAD per-video NMS (docs/spec/nms.md): hard NMS, Gaussian soft-NMS that replays the
 // reference's in-place array order (so ties resolve identically), class-agnostic score voting,
 // per-class dispatch and the final score sort + max_seg_num cut. float32 in, float32 out;
 // no torch C++ ABI, only numpy arrays through nanobind. Classes are independent: with

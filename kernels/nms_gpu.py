@@ -1,4 +1,4 @@
-"""Batched 1D NMS on the GPU: many videos and classes in one launch (SPEC section 9 semantics).
+"""Batched 1D NMS on the GPU: many videos and classes in one launch (docs/spec/nms.md semantics).
 
 One program per group (a (video, class) pair with multiclass NMS, a video otherwise) walks its
 candidates exactly like the reference CPU loop, with every inner loop vectorised over BLOCK
@@ -184,7 +184,7 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
     """NMS of many videos in one launch. Per video: segs (N, 2) float32 grid steps, scores (N,),
     labels (N,) int64, all on one device. ``test_cfg``: iou_threshold, min_score, max_seg_num,
     nms_method (soft | hard | none), multiclass_nms, nms_sigma, voting_thresh. Returns per video
-    (segs (M, 2), scores (M,), labels (M,)) sorted by score, as :func:`mse_rt.postprocess.nms_video`."""
+    (segs (M, 2), scores (M,), labels (M,)) sorted by score, as :func:`mse_rt.pipeline.nms.nms_video`."""
     if not (len(segs) == len(scores) == len(labels)):
         raise InputError("segs, scores and labels need one entry per video")
     if not segs:
@@ -258,7 +258,7 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
         s_v, p_v, l_v = out_s[m], out_p[m], out_l[m]
         vt = float(test_cfg["voting_thresh"])
         if not multiclass and vt > 0 and s_v.shape[0] > 0:
-            from mse_rt.postprocess import score_voting
+            from mse_rt.pipeline.nms import score_voting
 
             s_v = score_voting(s_v, segs[v], scores[v], vt)
         order = torch.sort(p_v, descending=True, stable=True).indices[:max_num]
@@ -267,7 +267,7 @@ def batched_nms_gpu(segs: list[torch.Tensor], scores: list[torch.Tensor], labels
 
 
 def batched_nms_gpu_ref(segs, scores, labels, test_cfg):
-    """Reference: the plain PyTorch per-video NMS (mse_rt.postprocess.batched_nms_torch), video by video."""
-    from mse_rt.postprocess import nms_video
+    """Reference: the plain PyTorch per-video NMS (mse_rt.pipeline.nms.batched_nms_torch), video by video."""
+    from mse_rt.pipeline.nms import nms_video
 
     return [nms_video(s.cpu(), p.cpu(), lab.cpu(), test_cfg, impl="torch") for s, p, lab in zip(segs, scores, labels)]

@@ -9,7 +9,6 @@ Public API::
     mse_rt.write_results_json([r], "results.json")
 """
 
-from .checkpoint import load_checkpoint
 from .config import load_config, published_config
 from .errors import (
     BackendError,
@@ -20,15 +19,16 @@ from .errors import (
     InputError,
     ModelFileError,
     MseRtError,
+    OutputError,
 )
-from .fileio import OutputError
-from .live import LiveResult, StreamPool
+from .io.results import DetectionResult, write_results_json
 from .model import build_model
-from .results import DetectionResult, write_results_json
+from .model.checkpoint import load_checkpoint
 from .runtime import BACKENDS, Detector
 from .streaming import StreamingDetector
+from .streaming.lagged import LiveResult, StreamPool
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",

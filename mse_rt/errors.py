@@ -31,6 +31,10 @@ class ModelFileError(BackendError):
     """A model file (ONNX graph, engine) is unreadable, damaged or not an mse_rt file."""
 
 
+class OutputError(MseRtError, OSError):
+    """An output path cannot be written (a directory, a read-only folder, a full disk, one of the inputs)."""
+
+
 class ConfigWarning(UserWarning):
     """A config key the reference does not know (usually a typo)."""
 

@@ -1,4 +1,4 @@
-"""ActivityNet-style detection mAP (SPEC.md section 11), matching the reference evaluator.
+"""ActivityNet-style detection mAP (docs/spec/evaluation.md), matching the reference evaluator.
 
 Per class, predictions sorted by score (descending) are matched greedily to unmatched ground
 truth of the same video at each tIoU threshold (all thresholds at once); AP is the interpolated

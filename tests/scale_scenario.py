@@ -40,10 +40,12 @@ class CrashingDetector:
 
 def main(work: Path, n: int) -> dict:
     from mse_rt import BackendError, InputError
+    from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.apps.synth import write_dataset
     from mse_rt.cli import main as cli
-    from mse_rt.data import write_dataset
-    from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
-    from mse_rt.scale import detect_corpus_ray, request_detection, serve_detector, shutdown
+    from mse_rt.serving.ray_cluster import shutdown
+    from mse_rt.serving.ray_job import detect_corpus_ray
+    from mse_rt.serving.ray_serve import request_detection, serve_detector
 
     data = write_dataset(work / "corpus", n, seed=5, subset="test")
     feats = data / "features"

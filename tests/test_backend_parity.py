@@ -83,7 +83,7 @@ def test_random_long_inputs_vs_eager(backend_case, onnx_files):
         pytest.skip("eager is the reference of this comparison")
     dense_tol = TOLERANCES[backend][0]
     eager = _eager(name, onnx_files)
-    from mse_rt.preprocess import max_video_length, pad_batch, pad_policy_length
+    from mse_rt.pipeline.padding import max_video_length, pad_batch, pad_policy_length
 
     rng = np.random.default_rng(7)
     longest = max_video_length(det.cfg)

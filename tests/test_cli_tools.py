@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
 from mse_rt.cli import main
-from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
 
 
 def test_stream_prints_final_detections_with_their_delay(capsys):
@@ -34,7 +34,7 @@ def test_benchmark_writes_json_and_markdown(tmp_path, capsys):
 
 
 def test_gemm_peaks_are_measured_per_precision():
-    from mse_rt.bench import gemm_peak, variant_precision
+    from mse_rt.apps.benchmark import gemm_peak, variant_precision
 
     assert [variant_precision(v) for v in ("eager", "openvino-bf16", "onnxruntime-int8", "openvino-fp32")] == \
         ["fp32", "bf16", "int8", "fp32"]

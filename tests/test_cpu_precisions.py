@@ -14,9 +14,10 @@ import pytest
 
 import mse_rt
 from mse_rt import BackendError, InputError
-from mse_rt.data import read_dataset, write_dataset
-from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.synth import write_dataset
 from mse_rt.eval import THUMOS_TIOUS, evaluate
+from mse_rt.io.dataset import read_dataset
 
 from golden_utils import GOLDEN
 
@@ -155,8 +156,8 @@ def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
     # below must still match eager
     import torch
 
-    from mse_rt.graph import DetectorGraph
-    from mse_rt.model import LayerNorm
+    from mse_rt.model.detector_graph import DetectorGraph
+    from mse_rt.model.layers import LayerNorm
 
     model = eager.backend.model
     calls = []
@@ -169,7 +170,7 @@ def test_openvino_fp32_matches_eager_on_golden(golden_onnx):
     assert len(calls) > 0 and det.backend.layernorm_mean_convs == 2 * len(calls)
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     for v in golden_videos("thumos_small")[:3]:
         x, lens = pad_batch([torch.from_numpy(v["data"]["feats"])], int(v["data"]["padded_len"]))
@@ -185,7 +186,7 @@ def test_openvino_split_batch_matches_eager(golden_onnx):
     latency hint, parallel streams under the throughput hint) gives each video's eager outputs."""
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     from golden_utils import golden_videos
 
@@ -242,7 +243,9 @@ def test_openvino_runs_the_body_in_bf16(demo_onnx, monkeypatch):
 
     marked = f32_nodes(ovb.OpenVinoBackend(demo_onnx, precision="bf16"))
     assert marked["body"] == [] and marked["tail"], marked
-    monkeypatch.setattr(ovb, "mark_body_reduced_precision", lambda model: 0)
+    from mse_rt.runtime.backends.openvino import runner
+
+    monkeypatch.setattr(runner, "mark_body_reduced_precision", lambda model: 0)
     unmarked = f32_nodes(ovb.OpenVinoBackend(demo_onnx, precision="bf16"))
     assert len(unmarked["body"]) > 10, unmarked
 
@@ -261,8 +264,8 @@ def test_openvino_marked_body_under_the_throughput_hint(demo_onnx):
         pytest.skip("this CPU has no BF16")
     code = f"""
 import numpy as np, mse_rt
-from mse_rt.data import read_dataset
-from mse_rt.demo import DEMO
+from mse_rt.io.dataset import read_dataset
+from mse_rt.apps.demo import DEMO
 feats = [v["feats"] for v in read_dataset(DEMO)[:4]]
 for _ in range(3):
     out = {{}}
@@ -279,7 +282,7 @@ print("ok")
 
 def test_compare_reports_agreement_on_golden_videos(tmp_path, capsys):
     """int8 vs eager fp32 on the golden thumos_small videos: the documented detection tolerance."""
-    from mse_rt.variants import build_variants, compare_results
+    from mse_rt.apps.variants import build_variants, compare_results
 
     from golden_utils import golden_videos
 
@@ -301,7 +304,7 @@ def test_openvino_profile_counts_the_network_work(golden_onnx):
     import torch
 
     from mse_rt import build_model, load_checkpoint, load_config
-    from mse_rt.bench import network_gflop
+    from mse_rt.apps.benchmark import network_gflop
 
     det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32")
     cfg = load_config(GOLDEN / "thumos_small" / "config.yaml")
@@ -355,10 +358,10 @@ def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
     so; same outputs as that float path), an int8 ONNX graph runs on ONNX Runtime only when asked."""
     import torch
 
+    from mse_rt.apps.variants import available_variants
     from mse_rt.export.quantize import quantize_onnx
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
     from mse_rt.runtime.backends.openvino import cpu_capabilities
-    from mse_rt.variants import available_variants
 
     from golden_utils import golden_videos
 
@@ -394,7 +397,7 @@ def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
 def test_pad_batch_time_first_holds_the_same_values():
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     g = torch.Generator().manual_seed(0)
     vids = [torch.randn(7, 5, generator=g).T, torch.randn(3, 5, generator=g).T]  # (C, T_i) views of (T_i, C)
@@ -418,7 +421,7 @@ def test_openvino_time_first_input_matches_channels_first(golden_onnx):
     plain (B, C, T) model, and detect() goes that way."""
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     from golden_utils import golden_videos
 

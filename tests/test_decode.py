@@ -1,5 +1,5 @@
 """The dense decode (graph + decode_dense, used by every backend) against the sparse per-candidate
-decode (decode_batch, a direct transcription of SPEC section 8)."""
+decode (decode_batch, a direct transcription of docs/spec/decode.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import yaml
 
 from mse_rt import build_model, load_checkpoint, load_config
 from mse_rt.config import finalize_config, fpn_strides
-from mse_rt.decode import decode_batch, decode_dense
-from mse_rt.graph import DetectorGraph, level_lengths
-from mse_rt.preprocess import make_mask
+from mse_rt.model.detector_graph import DetectorGraph, level_lengths
+from mse_rt.pipeline.decode import decode_batch, decode_dense
+from mse_rt.pipeline.padding import make_mask
 
 from golden_utils import GOLDEN, match_detections
 
@@ -68,7 +68,7 @@ def test_select_topk_equals_a_full_stable_sort(B, ties, thresh, path):
     and 0.33 are not multiples of the 0.05 grid (no float32 vs float64 edge at them); with 0.33
     every k-th value is below it and the top-k path runs with many ties above it. Both
     implementations (the public function takes the row path for these CPU float32 levels)."""
-    from mse_rt import decode
+    from mse_rt.pipeline import decode
 
     select_topk = getattr(decode, path)
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 import mse_rt
+from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG, available_backends
+from mse_rt.apps.synth import SyntheticSpec
+from mse_rt.apps.train import assign_labels, diou_loss_1d, iou_1d, make_points
 from mse_rt.cli import main
-from mse_rt.data import SyntheticSpec, read_dataset, seconds_to_steps, steps_to_seconds
-from mse_rt.demo import DEMO, DEMO_CKPT, DEMO_CONFIG, available_backends
 from mse_rt.eval import THUMOS_TIOUS, evaluate
-from mse_rt.train import assign_labels, diou_loss_1d, iou_1d, make_points
+from mse_rt.io.dataset import read_dataset
+from mse_rt.pipeline.segments import seconds_to_steps
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "avg mAP" in out and "eager" in out
-    from mse_rt.variants import available_variants
+    from mse_rt.apps.variants import available_variants
 
     for variant, why in available_variants().items():  # every CPU precision this machine has, or why not
         assert variant in out, f"{variant} missing from the demo output"
@@ -53,7 +55,7 @@ def test_demo_command(tmp_path, capsys):
 def test_seconds_steps_round_trip():
     spec = SyntheticSpec()
     x = np.array([0.0, 3.5, 100.0])
-    np.testing.assert_allclose(seconds_to_steps(steps_to_seconds(x, spec), spec.fps, spec.feat_stride,
+    np.testing.assert_allclose(seconds_to_steps(spec.seconds(x), spec.fps, spec.feat_stride,
                                                 spec.num_frames), x)
 
 
@@ -79,8 +81,8 @@ def test_iou_and_diou_float64():
 
 def test_training_reduces_the_loss(tmp_path):
     """A few steps on synthetic data: the loss drops and the checkpoint loads back strictly."""
-    from mse_rt.data import write_dataset
-    from mse_rt.train import TrainOptions, train
+    from mse_rt.apps.synth import write_dataset
+    from mse_rt.apps.train import TrainOptions, train
 
     cfg = mse_rt.load_config(DEMO_CONFIG)
     videos = read_dataset(write_dataset(tmp_path / "d", 8, seed=5))

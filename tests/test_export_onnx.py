@@ -13,7 +13,7 @@ import mse_rt
 from mse_rt import BackendError, CheckpointError, ExportError, InputError
 from mse_rt.cli import main
 from mse_rt.config import finalize_config
-from mse_rt.graph import DetectorGraph
+from mse_rt.model.detector_graph import DetectorGraph
 
 from golden_utils import GOLDEN, golden_videos, match_detections
 
@@ -113,7 +113,7 @@ def test_validation_catches_a_wrong_graph(tmp_path, monkeypatch):
     cfg = finalize_config(yaml.safe_load((GOLDEN / "thumos_small" / "config.yaml").read_text()))
     model = mse_rt.build_model(cfg)
     mse_rt.load_checkpoint(model, GOLDEN / "thumos_small" / "ckpt.pth.tar")
-    import mse_rt.model as mm
+    import mse_rt.model.mse_block as mm
 
     monkeypatch.setattr(mm, "MASK_NEG", 0.0)
     with pytest.raises(ExportError, match="disagrees with eager"):

@@ -12,7 +12,7 @@ import pytest
 
 import mse_rt
 from mse_rt import OutputError
-from mse_rt.fileio import atomic_write_text, check_output_path
+from mse_rt.io.files import atomic_write_text, check_output_path
 
 
 def _result(vid="v", n=3):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mse_rt
-from mse_rt.preprocess import make_mask, pad_batch, pad_policy_length
+from mse_rt.pipeline.padding import make_mask, pad_batch, pad_policy_length
 
 from golden_utils import GOLDEN, GOLDEN_CONFIGS, assert_close_rel, golden_videos, match_detections
 

@@ -129,7 +129,7 @@ def test_batched_results_match_one_at_a_time_under_the_documented_guarantee(det)
     """The guarantee (README, Padding policy and batching): not bit-identical (oneDNN picks other
     convolution kernels for other batch sizes), but head outputs within 1e-4 relative and the
     detections one-to-one: same label, score within 1e-5, both ends within 1e-3 s."""
-    from mse_rt.preprocess import pad_batch, pad_policy_length
+    from mse_rt.pipeline.padding import pad_batch, pad_policy_length
 
     from golden_utils import assert_close_rel, match_detections
 

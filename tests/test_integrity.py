@@ -10,7 +10,7 @@ import pytest
 
 import mse_rt
 from mse_rt import CheckpointError, ModelFileError, OutputError
-from mse_rt.onnx_integrity import CHECKSUM_KEY, IntegrityError
+from mse_rt.io.integrity import CHECKSUM_KEY, IntegrityError
 
 from golden_utils import GOLDEN
 
@@ -43,7 +43,7 @@ def test_checkpoint_with_changed_tensor_bytes_is_refused(tmp_path):
 
 
 def test_intact_checkpoint_passes_the_crc_check():
-    from mse_rt.checkpoint import verify_zip_crc
+    from mse_rt.model.checkpoint import verify_zip_crc
 
     assert verify_zip_crc(CKPT) is True
 
@@ -86,7 +86,7 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
 
 
 def test_unwritable_cache(tmp_path, monkeypatch):
-    from mse_rt.runtime.detector import export_cache_dir
+    from mse_rt.runtime.cache import export_cache_dir
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -17,7 +17,8 @@ from mse_rt.errors import InputError  # noqa: E402
 from mse_rt.kernels.afm_residual import afm_residual, afm_residual_ref  # noqa: E402
 from mse_rt.kernels.channel_layernorm import channel_layernorm, channel_layernorm_ref  # noqa: E402
 from mse_rt.kernels.ldm_afm import ldm_afm_stage1, ldm_afm_stage1_ref, pack_block_weights  # noqa: E402
-from mse_rt.model import MSEBlock, downsample_mask  # noqa: E402
+from mse_rt.model.layers import downsample_mask  # noqa: E402
+from mse_rt.model.mse_block import MSEBlock  # noqa: E402
 
 DTYPES = list(TOL)
 

@@ -1,4 +1,4 @@
-"""Low-latency streaming (mse_rt.live): the emission rule's guarantees, pools, bounded memory, errors."""
+"""Lagged streaming (mse_rt.streaming.lagged): the emission rule's guarantees, pools, bounded memory, errors."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 
 import mse_rt
 from mse_rt import InputError
-from mse_rt.data import SyntheticSpec, class_patterns, make_video, steps_to_seconds
-from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.synth import SyntheticSpec, class_patterns, make_video
 from mse_rt.eval import THUMOS_TIOUS, evaluate
-from mse_rt.live import StreamPool
 from mse_rt.streaming import StreamingDetector
+from mse_rt.streaming.lagged import StreamPool
 
 from golden_utils import match_detections
 
@@ -96,7 +96,7 @@ def test_low_lag_accuracy_close_to_offline(det):
     off, live = [], []
     for i, (feats, segs, labels) in enumerate(vids):
         vid = f"v{i}"
-        secs = steps_to_seconds(segs, spec)
+        secs = spec.seconds(segs)
         gt["database"][vid] = {"subset": "test", "annotations": [
             {"segment": [float(s), float(e)], "label_id": int(c)} for (s, e), c in zip(secs, labels)]}
         off.append(det.detect(feats, fps=30.0, video_id=vid))

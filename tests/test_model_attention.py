@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mse_rt.model import MaskedMHCA, downsample_mask
+from mse_rt.model.layers import downsample_mask
+from mse_rt.model.mse_block import MaskedMHCA
 
 
 @pytest.mark.parametrize("stride", [1, 2, 4])

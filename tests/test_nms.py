@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mse_rt.kernels import _nms_cpu
-from mse_rt.postprocess import batched_nms_native, batched_nms_torch, nms_hard_ref
+from mse_rt.pipeline.nms import batched_nms_native, batched_nms_torch, nms_hard_ref
 
 from golden_utils import GOLDEN, match_detections
 

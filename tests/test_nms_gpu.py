@@ -14,7 +14,7 @@ triton = pytest.importorskip("triton")
 
 from mse_rt.errors import InputError  # noqa: E402
 from mse_rt.kernels.nms_gpu import batched_nms_gpu  # noqa: E402
-from mse_rt.postprocess import batched_nms_native  # noqa: E402
+from mse_rt.pipeline.nms import batched_nms_native  # noqa: E402
 
 
 def _cfg(iou, min_score, max_num, soft, multi, sigma, vote):

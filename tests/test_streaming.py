@@ -7,8 +7,8 @@ import pytest
 
 import mse_rt
 from mse_rt import InputError
-from mse_rt.data import SyntheticSpec, class_patterns, make_video, steps_to_seconds
-from mse_rt.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+from mse_rt.apps.synth import SyntheticSpec, class_patterns, make_video
 from mse_rt.eval import THUMOS_TIOUS, evaluate
 from mse_rt.streaming import StreamingDetector
 
@@ -52,7 +52,7 @@ def test_long_streams_score_within_one_map_point_of_offline(det):
         (feats, segs, labels), spec = _video(100 + i, 800, 1000)
         vid = f"long_{i}"
         videos.append((vid, feats))
-        secs = steps_to_seconds(segs, spec)
+        secs = spec.seconds(segs)
         gt["database"][vid] = {"subset": "validation", "annotations": [
             {"segment": [float(s), float(e)], "label_id": int(c)} for (s, e), c in zip(secs, labels)]}
     offline, streamed = [], []
@@ -72,7 +72,7 @@ def test_each_action_once_and_absolute_times(det):
     out_segs, scores, out_labels, _ = _stream(det, feats, chunk=64)
     assert out_segs.min() >= 0 and out_segs.max() <= (900 * 4 + 16) / 30.0 + 1e-6
     strong = scores >= 0.3
-    gt_secs = steps_to_seconds(segs, spec)
+    gt_secs = spec.seconds(segs)
     for (s, e), c in zip(gt_secs, labels):  # at most one confident detection per true action
         inter = np.minimum(out_segs[strong, 1], e) - np.maximum(out_segs[strong, 0], s)
         union = (out_segs[strong, 1] - out_segs[strong, 0]) + (e - s) - inter.clip(0)

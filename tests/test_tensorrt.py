@@ -124,7 +124,7 @@ def test_engine_file_round_trip_and_errors(tmp_path):
                                           ("hacs_slowfast", 2304, 960)])
 def test_engine_profiles(name, c, t_max):
     from mse_rt.export.tensorrt import profile_for
-    from mse_rt.preprocess import max_video_length, pad_policy_length
+    from mse_rt.pipeline.padding import max_video_length, pad_policy_length
 
     cfg = mse_rt.load_config(CONFIGS / f"{name}.yaml")
     profs = engine_profiles(cfg, max_batch=8)

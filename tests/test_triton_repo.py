@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from mse_rt.export.triton_repo import ENSEMBLE, NET, POST, export_triton_repo
+from mse_rt.export.tritonserver_repo import ENSEMBLE, NET, POST, export_triton_repo
 
 from golden_utils import GOLDEN, golden_videos, match_detections
 
@@ -111,7 +111,7 @@ def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
     import onnxruntime as ort
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
     post = _post_model(repo, "mse_rt_post_model")
@@ -130,7 +130,7 @@ def test_python_backend_network_then_post_reproduce_golden(tmp_path, monkeypatch
     post-processing model gives the golden detections; its config names the python backend."""
     import torch
 
-    from mse_rt.preprocess import pad_batch
+    from mse_rt.pipeline.padding import pad_batch
 
     repo = export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path / "r",
                               max_batch=2, net_backend="python")

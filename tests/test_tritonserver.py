@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mse_rt import BackendError
-from mse_rt.export.triton_local import find_bundled_tritonserver, local_tritonserver, triton_detect
-from mse_rt.export.triton_repo import export_triton_repo
-from mse_rt.preprocess import pad_batch
+from mse_rt.export.tritonserver_repo import export_triton_repo
+from mse_rt.pipeline.padding import pad_batch
+from mse_rt.serving.tritonserver import find_bundled_tritonserver, local_tritonserver, triton_detect
 
 from golden_utils import GOLDEN, golden_videos, match_detections
 

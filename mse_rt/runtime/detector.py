@@ -5,7 +5,7 @@
     rs = det.detect_batch([f1, f2, f3], fps=30.0)
 
 Pipeline per call: input checks -> group videos by the reference padded length (videos share
-a forward pass only when they share it, SPEC section 7) -> backend forward -> batched decode
+a forward pass only when they share it, docs/spec/padding.md) -> backend forward -> batched decode
 (grid steps) -> per-video NMS -> seconds.
 """
 
@@ -14,9 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import tempfile
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,17 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import file_sha256, load_checkpoint
 from ..config import fpn_strides, load_config
-from ..decode import Candidates, decode_dense
-from ..errors import BackendError, InputError, ModelFileError
-from ..fileio import OutputError, check_output_path
-from ..graph import level_lengths
+from ..errors import BackendError, InputError
+from ..io.results import DetectionResult, check_unique_ids
 from ..model import build_model
-from ..postprocess import nms_video, to_seconds
-from ..preprocess import check_features, pad_batch, pad_policy_length
-from ..results import DetectionResult, check_unique_ids
-from ..values import check_duration, is_scalar, positive_number
+from ..model.checkpoint import file_sha256, load_checkpoint
+from ..model.detector_graph import level_lengths
+from ..pipeline.candidates import Candidates
+from ..pipeline.decode import decode_dense
+from ..pipeline.inputs import check_duration, check_features, is_scalar, positive_number
+from ..pipeline.nms import nms_video
+from ..pipeline.padding import pad_batch, pad_policy_length
+from ..pipeline.segments import to_seconds
+from ..version import __version__
 from .backends import (
     BACKENDS,
     Backend,
@@ -44,6 +44,7 @@ from .backends import (
     tensorrt_backend,
     triton_backend,
 )
+from .cache import cached, export_cache_dir
 
 
 def _triton_importable() -> bool:
@@ -73,51 +74,6 @@ def choose_nms_impl(nms_impl: str, backend: Backend) -> str:
             raise BackendError(f"nms_impl='gpu' needs a backend on a CUDA device; the {backend.name} backend runs on "
                                f"{backend.device}")
     return nms_impl
-
-
-def export_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """Folder of exported models: ``cache_dir``, else ``$MSE_RT_CACHE``, else ``~/.cache/mse_rt``.
-
-    An unwritable default falls back to a folder in the system temp dir with a warning that
-    names ``MSE_RT_CACHE``; an unwritable folder the caller chose raises :class:`OutputError`.
-    """
-    chosen = cache_dir or os.environ.get("MSE_RT_CACHE")
-    path = Path(chosen) if chosen else Path.home() / ".cache" / "mse_rt"
-    try:
-        check_output_path(path / ".probe", what="export cache")
-        return path
-    except OutputError as exc:
-        if chosen:
-            raise OutputError(f"{exc} (export cache from {'cache_dir' if cache_dir else 'MSE_RT_CACHE'}); "
-                              "choose a writable folder") from exc
-        fallback = Path(tempfile.gettempdir()) / f"mse_rt_cache_{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        warnings.warn(f"export cache {path} is not writable ({exc}); using {fallback} instead "
-                      "(set MSE_RT_CACHE to choose the folder)", RuntimeWarning, stacklevel=3)
-        check_output_path(fallback / ".probe", what="export cache")
-        return fallback
-
-
-def _cached(path: Path, build, load):
-    """Load the cache entry ``path`` (building it first when absent); a damaged entry
-    (:class:`ModelFileError`: checksum mismatch, unreadable) is removed and rebuilt once."""
-    if path.is_file():
-        try:
-            return load(path)
-        except ModelFileError as exc:
-            warnings.warn(f"damaged export cache entry {path} ({exc}); rebuilding it", RuntimeWarning, stacklevel=3)
-            path.unlink(missing_ok=True)
-    build(path)
-    return load(path)
-
-
-def _to_cpu(c: Candidates) -> Candidates:
-    return Candidates(c.segments.cpu(), c.scores.cpu(), c.labels.cpu())
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 class Detector:
@@ -162,7 +118,7 @@ class Detector:
         from ..config import config_to_json
 
         key = hashlib.sha256(
-            f"{file_sha256(ckpt_path)}|{config_to_json(cfg)}|{_version()}".encode()).hexdigest()[:24]
+            f"{file_sha256(ckpt_path)}|{config_to_json(cfg)}|{__version__}".encode()).hexdigest()[:24]
         cache = export_cache_dir(cache_dir)
         opts = dict(backend_options or {})
         if backend == "tensorrt":  # pragma: no cover - needs TensorRT and a GPU
@@ -178,7 +134,7 @@ class Detector:
                                         precision="fp16" if fp16 else "fp32")
                 build_engine(onnx_path, engine, fp16=fp16, max_batch=max_batch)
 
-            return _cached(cache / "engines" / f"{tag}.engine", build_trt,
+            return cached(cache / "engines" / f"{tag}.engine", build_trt,
                            lambda p: cls.from_engine(p, **opts, **kwargs))
 
         def build_onnx(path: Path) -> None:
@@ -187,8 +143,8 @@ class Detector:
             export_onnx(model, path)
 
         if backend == "openvino":
-            return _cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_openvino(p, **opts, **kwargs))
-        return _cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_onnx(p, **opts, **kwargs))
+            return cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_openvino(p, **opts, **kwargs))
+        return cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_onnx(p, **opts, **kwargs))
 
     @classmethod
     def from_onnx(cls, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
@@ -293,7 +249,7 @@ class Detector:
                     video_id=ids[i], segments=segs.numpy().astype(np.float32),
                     scores=scores.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
                     fps=fps_i, duration=float(dur), timings=timing,
-                    candidates=_to_cpu(cand) if keep_candidates else None,
+                    candidates=cand.cpu() if keep_candidates else None,
                 )
         return results  # type: ignore[return-value]
 
@@ -304,13 +260,13 @@ class Detector:
         out: list[Candidates | None] = [None] * len(feats)
         for decoded in self._decoded_batches(feats):
             for i, cand, _ in decoded:
-                out[i] = _to_cpu(cand)
+                out[i] = cand.cpu()
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals
     def _decoded_batches(self, feats: list[torch.Tensor]):
         """Yield, per forward pass, [(video index, candidates, timings)]: videos grouped by the
-        reference padded length (SPEC section 7), at most ``max_batch`` per pass."""
+        reference padded length (docs/spec/padding.md), at most ``max_batch`` per pass."""
         groups: dict[int, list[int]] = defaultdict(list)
         for i, f in enumerate(feats):
             groups[pad_policy_length(f.shape[1], self.cfg)].append(i)
@@ -364,5 +320,5 @@ class Detector:
         share = len(feats)
         for i, c in zip(idx, cands):
             if self.nms_impl != "gpu":
-                c = _to_cpu(c)
+                c = c.cpu()
             yield i, c, {"forward": (t1 - t0) / share, "decode": (t2 - t1) / share}

@@ -24,7 +24,7 @@ def openvino_backend(*args, **kwargs):
 
 def triton_backend(*args, **kwargs):
     """Build a :class:`TritonBackend` (imported lazily: triton is optional)."""
-    from .triton import TritonBackend
+    from .triton_kernels import TritonBackend
 
     return TritonBackend(*args, **kwargs)
 

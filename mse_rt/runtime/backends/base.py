@@ -36,13 +36,13 @@ class Backend(abc.ABC):
     """Base class. Subclasses set ``name`` and implement :meth:`_infer_impl`.
 
     ``infer(feats (B, C_in, T) float32, lengths (B,) int64)`` returns the dense outputs of
-    :class:`mse_rt.graph.DetectorGraph` as a dict: ``cls_prob``, ``seg_start``, ``seg_end``, each
+    :class:`mse_rt.model.detector_graph.DetectorGraph` as a dict: ``cls_prob``, ``seg_start``, ``seg_end``, each
     (B, P, K) torch tensors (segments in level-0 grid steps), P = sum_l T // stride_l.
     """
 
     name: str = "base"
     # True: the Detector hands feats over as a (B, C, T) view of a contiguous (B, T, C) buffer
-    # (mse_rt.preprocess.pad_batch(time_first=True)), which spares a transposing copy for engines
+    # (mse_rt.pipeline.padding.pad_batch(time_first=True)), which spares a transposing copy for engines
     # that take time-first input; the values and the (B, C, T) shape are the same either way
     prefers_time_first: bool = False
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ...graph import DetectorGraph
 from ...model import MSETAD
+from ...model.detector_graph import DetectorGraph
 from .base import Backend
 
 
 class EagerBackend(Backend):
-    """Runs :class:`mse_rt.graph.DetectorGraph` (model + dense decode) under ``torch.inference_mode``."""
+    """Runs :class:`mse_rt.model.detector_graph.DetectorGraph` (model + dense decode) under ``torch.inference_mode``."""
 
     name = "eager"
 

@@ -20,8 +20,8 @@ import torch
 
 from ...config import config_from_json
 from ...errors import BackendError, InputError, ModelFileError
-from ...graph import INPUT_NAMES, OUTPUT_NAMES
-from ...onnx_integrity import CHECKSUM_KEY, verify_onnx_checksum
+from ...io.integrity import CHECKSUM_KEY, verify_onnx_checksum
+from ...model.detector_graph import INPUT_NAMES, OUTPUT_NAMES
 from .base import Backend
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")

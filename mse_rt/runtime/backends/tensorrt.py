@@ -19,7 +19,7 @@ import torch
 
 from ...config import finalize_config
 from ...errors import BackendError, InputError
-from ...graph import OUTPUT_NAMES
+from ...model.detector_graph import OUTPUT_NAMES
 from .base import Backend, CudaGraphCache
 
 

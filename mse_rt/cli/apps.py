@@ -1,0 +1,68 @@
+"""The applications: ``mse-rt demo | synth | train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import MseRtError
+from .args import nonneg_int, positive_float, positive_int, unit_float
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..apps.demo import run_demo
+
+    return run_demo(out_dir=Path(args.out), quiet=args.quiet)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from ..apps.synth import write_dataset
+
+    out = write_dataset(args.out, args.videos, args.seed, subset=args.subset)
+    print(f"wrote {args.videos} synthetic videos ({args.subset}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..apps.train import TrainOptions, train
+    from ..config import load_config
+    from ..io.dataset import read_dataset
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    videos = read_dataset(args.data, subset=args.subset)
+    if not videos:
+        raise MseRtError(f"no videos of subset {args.subset!r} in {args.data}")
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                        ema_decay=args.ema_decay, seed=args.seed)
+    print(f"training on {len(videos)} videos from {args.data}")
+    train(cfg, videos, opts, out_path=args.out)
+    return 0
+
+
+def register(sub) -> None:
+    m = sub.add_parser("demo", help="the main job: run the bundled example end to end")
+    m.add_argument("--out", default="demo_out", help="folder for results JSON and plots")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(fn=_cmd_demo)
+    y = sub.add_parser("synth", help="write a synthetic TAD dataset (features + ActivityNet JSON)")
+    y.add_argument("--out", required=True)
+    y.add_argument("--videos", type=positive_int, default=64)
+    y.add_argument("--seed", type=nonneg_int, default=0)
+    y.add_argument("--subset", default="training")
+    y.set_defaults(fn=_cmd_synth)
+
+    t = sub.add_parser("train", help="train MSE-TAD with the reference recipe (small scale, CPU)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--data", required=True, help="dataset folder: annotations.json + features/*.npy")
+    t.add_argument("--subset", default="training")
+    t.add_argument("--out", required=True, help="checkpoint path (reference layout)")
+    t.add_argument("--epochs", type=positive_int, default=None)
+    t.add_argument("--batch-size", type=positive_int, default=None)
+    t.add_argument("--lr", type=positive_float, default=None)
+    t.add_argument("--ema-decay", type=unit_float, default=0.999)
+    t.add_argument("--seed", type=nonneg_int, default=0)
+    t.add_argument("--threads", type=positive_int, default=2)
+    t.set_defaults(fn=_cmd_train)
