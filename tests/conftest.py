@@ -36,3 +36,39 @@ def onnx_files(tmp_path_factory, golden_dir):
     return {name: export_onnx((golden_dir / name / "config.yaml", golden_dir / name / "ckpt.pth.tar"),
                               out / f"{name}.onnx")
             for name in ("thumos_small", "anet_small")}
+
+
+@pytest.fixture(scope="session")
+def golden_onnx(onnx_files):
+    """The golden thumos_small config exported to ONNX (fp32, dynamic axes)."""
+    return onnx_files["thumos_small"]
+
+
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory):
+    """The bundled demo model exported once to ONNX (fp32, dynamic axes)."""
+    pytest.importorskip("onnxruntime")
+    from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
+    from mse_rt.export import export_onnx
+
+    return export_onnx((DEMO_CONFIG, DEMO_CKPT), tmp_path_factory.mktemp("demo") / "demo.onnx")
+
+
+@pytest.fixture(scope="session")
+def calib(tmp_path_factory):
+    """32 synthetic videos (the default ``calib_videos``) of another seed than the demo's training
+    (1) and test (2) sets: the calibration set of every int8 test. With 16 the OpenVINO int8 demo
+    mAP moved with the calibration set alone across the 0.5-point bar (docs/cpu_precisions.md)."""
+    from mse_rt.apps.synth import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("calib"), 32, seed=3) / "features"
+
+
+@pytest.fixture(scope="session")
+def fp32_map(demo_onnx):
+    """The demo mAP of the fp32 ONNX graph (equal to eager's)."""
+    import mse_rt
+
+    from golden_utils import demo_map
+
+    return demo_map(mse_rt.Detector.from_onnx(demo_onnx))

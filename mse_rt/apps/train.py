@@ -27,7 +27,7 @@ from ..io.files import atomic_output
 from ..model import MSETAD, build_model
 from ..model.detector_graph import boundary_windows
 from ..pipeline.padding import make_mask
-from ..pipeline.segments import seconds_to_steps
+from ..pipeline.segments import seconds_to_steps, segment_iou
 
 
 @dataclass
@@ -93,16 +93,15 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
 
 
-def iou_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """IoU of centred offsets (N, 2) (left, right distances from the same point)."""
-    inter = torch.minimum(pred[:, 0], target[:, 0]) + torch.minimum(pred[:, 1], target[:, 1])
-    union = pred.sum(1) + target.sum(1) - inter
-    return inter / union.clamp(min=eps)
+def iou_1d(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of centred offsets (N, 2) (left, right distances from the same point): the segments
+    (-left, right) through :func:`mse_rt.pipeline.segments.segment_iou` (0 for an empty union)."""
+    return segment_iou(torch.stack((-pred[:, 0], pred[:, 1]), 1), torch.stack((-target[:, 0], target[:, 1]), 1))
 
 
 def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """1D distance-IoU loss of centred offsets (N, 2): 1 - IoU + (centre distance / enclosing)^2."""
-    iou = iou_1d(pred, target, eps)
+    iou = iou_1d(pred, target)
     enclosing = torch.maximum(pred[:, 0], target[:, 0]) + torch.maximum(pred[:, 1], target[:, 1])
     rho = 0.5 * (pred[:, 1] - pred[:, 0] - target[:, 1] + target[:, 0])
     return 1.0 - iou + (rho / enclosing.clamp(min=eps)) ** 2

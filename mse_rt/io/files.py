@@ -35,6 +35,24 @@ def check_output_path(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def check_not_an_input(output: str | Path, inputs, what: str = "output") -> None:
+    """:class:`OutputError` when ``output`` is one of ``inputs``: the same file under another path,
+    through a symbolic or hard link included. Writing it would destroy the input (a feature file,
+    a checkpoint, the model being quantized) before or while it is read."""
+    out = Path(output)
+    if not out.exists():
+        return
+    for item in inputs:
+        p = Path(item)
+        try:
+            same = p.exists() and os.path.samefile(out, p)
+        except OSError:
+            continue
+        if same:
+            shown = f"{p}" if Path(os.path.abspath(p)) == Path(os.path.abspath(out)) else f"{p} (the same file as {out})"
+            raise OutputError(f"{what} {out} is one of the inputs: {shown}; choose another output path")
+
+
 def _temp_beside(path: Path, what: str, suffix: str) -> str:
     """An empty temporary file in ``path``'s folder (created if missing); OutputError otherwise."""
     if path.is_dir():

@@ -1,4 +1,4 @@
-"""The command-line tools added for streaming and CPU deployment: stream, benchmark, compare."""
+"""The other commands: option checks (export, train, synth, check-onnx), benchmark and compare."""
 
 from __future__ import annotations
 
@@ -9,14 +9,39 @@ import pytest
 from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG
 from mse_rt.cli import main
 
+from golden_utils import GOLDEN
 
-def test_stream_prints_final_detections_with_their_delay(capsys):
-    files = sorted((DEMO / "features").glob("*.npy"))[:2]
-    assert main(["stream", "--lag", "8", "--hop", "4", "--min-score", "0.3", "--show-in-progress", "0.4",
-                 *map(str, files)]) == 0
-    out = capsys.readouterr().out
-    assert "FINAL class" in out and "after its end" in out and "in progress" in out
-    assert "2 streams" in out
+CFG = str(GOLDEN / "thumos_small" / "config.yaml")
+CKPT = str(GOLDEN / "thumos_small" / "ckpt.pth.tar")
+
+
+@pytest.mark.parametrize("argv", [["synth", "--out", "X", "--videos", "-3"], ["synth", "--out", "X", "--videos", "0"],
+                                  ["train", "--config", "c", "--data", "d", "--out", "o", "--epochs", "0"],
+                                  ["export", "--config", "c", "--ckpt", "k", "-o", "o", "--max-batch", "0"]])
+def test_other_numeric_options_are_validated(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_export_onto_a_directory(tmp_path, capsys):
+    assert main(["export", "--config", CFG, "--ckpt", CKPT, "-o", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_train_with_missing_data_folder(tmp_path, capsys):
+    rc = main(["train", "--config", CFG, "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "c.pth")])
+    assert rc == 2
+    assert "no annotations.json" in capsys.readouterr().err
+
+
+def test_check_onnx_on_an_empty_file(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    p = tmp_path / "empty.onnx"
+    p.write_bytes(b"")
+    assert main(["check-onnx", str(p)]) == 2
+    assert "holds no ONNX graph" in capsys.readouterr().err
 
 
 def test_benchmark_writes_json_and_markdown(tmp_path, capsys):

@@ -2,7 +2,7 @@
 namespace when the tests run as root): a corpus through the plain CLI, the Ray Data job (with a
 resume and a bad file) and the Serve endpoint; prints one JSON summary line.
 
-    python tests/scale_scenario.py WORKDIR N_VIDEOS
+    python tests/serving/scale_scenario.py WORKDIR N_VIDEOS
 """
 
 from __future__ import annotations

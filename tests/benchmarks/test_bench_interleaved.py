@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_interleaved.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_interleaved.py"
 
 
 @pytest.fixture(scope="module")

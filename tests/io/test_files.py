@@ -74,3 +74,19 @@ def test_output_path_checks(tmp_path):
         check_output_path(blocker / "results.json")  # parent is a file: cannot be created
     assert check_output_path(tmp_path / "new" / "r.json").parent.is_dir()
     assert not any(p.name.endswith(".probe") for p in (tmp_path / "new").iterdir())
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    """The same file by its own path, through a symbolic link, a hard link and a relative path."""
+    from mse_rt.io.files import check_not_an_input
+
+    src = tmp_path / "feats.npy"
+    src.write_bytes(b"x")
+    (tmp_path / "sym.npy").symlink_to(src)
+    os.link(src, tmp_path / "hard.npy")
+    for out in (src, tmp_path / "sym.npy", tmp_path / "hard.npy", tmp_path / "." / "feats.npy"):
+        with pytest.raises(OutputError, match="is one of the inputs"):
+            check_not_an_input(out, [src, tmp_path / "other.npy"], what="results file")
+    check_not_an_input(tmp_path / "new.json", [src])  # a new file: fine
+    (tmp_path / "copy.npy").write_bytes(b"x")
+    check_not_an_input(tmp_path / "copy.npy", [src])  # equal bytes, another file: fine

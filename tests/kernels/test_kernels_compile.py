@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("triton")
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_registers.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kernel_registers.py"
 
 
 @pytest.fixture(scope="module")
