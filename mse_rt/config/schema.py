@@ -243,9 +243,48 @@ _CHOICES = {
 }
 
 
+# mse_rt's own top-level section (the reference does not know it): how the features are made from
+# frames (docs/spec/video.md). Clip length, stride and fps are dataset.num_frames / feat_stride /
+# default_fps, so they are not repeated here.
+VIDEO_DEFAULTS: dict[str, Any] = {
+    "backbone": "i3d-rgb",  # the feature extractor (mse_rt.video.backbone)
+    "spatial": "resize",  # "resize": the whole frame to size x size; "short_side_crop": short side, centre crop
+    "size": 224,  # clip frames are size x size pixels
+    "short_side": None,  # short_side_crop only: the short side before the crop (None: round(size * 8 / 7))
+}
+
+
+def check_video_section(cfg: dict) -> None:
+    """Fill and validate the optional ``video`` section in place (ConfigError naming the key)."""
+    if "video" not in cfg:
+        return
+    v = cfg["video"]
+    if not isinstance(v, dict):
+        raise ConfigError(f"config section 'video' must be a mapping, got {type(v).__name__}")
+    cfg["video"] = v = {**VIDEO_DEFAULTS, **v}
+    if not isinstance(v["backbone"], str) or not v["backbone"]:
+        raise ConfigError(f"config key 'video.backbone' must be a backbone name, got {v['backbone']!r}")
+    if v["spatial"] not in ("resize", "short_side_crop"):
+        raise ConfigError(f"config key 'video.spatial' must be 'resize' or 'short_side_crop', got {v['spatial']!r}")
+    if isinstance(v["size"], bool) or not isinstance(v["size"], int) or v["size"] < 32:
+        raise ConfigError(f"config key 'video.size' must be an integer >= 32 (pixels), got {v['size']!r}")
+    side = v["short_side"]
+    if side is not None:
+        if v["spatial"] != "short_side_crop":
+            raise ConfigError("config key 'video.short_side' applies to spatial 'short_side_crop' only")
+        if isinstance(side, bool) or not isinstance(side, int) or side < v["size"]:
+            raise ConfigError(f"config key 'video.short_side' must be an integer >= video.size ({v['size']}), "
+                              f"got {side!r}")
+    if cfg["dataset"]["default_fps"] is None:
+        raise ConfigError("a config with a 'video' section needs dataset.default_fps (the fps clips are cut at)")
+
+
 def _unknown_keys(user: dict) -> list[str]:
     unknown = []
     for key, val in user.items():
+        if key == "video" and isinstance(val, dict):
+            unknown += [f"video.{sub}" for sub in val if sub not in VIDEO_DEFAULTS]
+            continue
         if key not in DEFAULTS:
             unknown.append(key)
             continue
@@ -262,6 +301,7 @@ def _unknown_keys(user: dict) -> list[str]:
 
 
 def _check_types(cfg: dict) -> None:
+    check_video_section(cfg)
     for (section, key), types in _TYPES.items():
         val = cfg[section][key]
         if val is _REQUIRED:

@@ -138,3 +138,27 @@ def test_published_configs_ship_with_the_package():
         assert load_config(published_config(name))["model"]["mse_mlp_dim"] > 0
     with pytest.raises(ConfigError, match="unknown published config"):
         published_config("kinetics")
+
+
+def test_video_section_is_mse_rt_own_and_validated(tmp_path):
+    """The ``video`` section loads without a warning, gets its defaults, and bad values name the key."""
+    data = _base()
+    data["dataset"]["default_fps"] = 30
+    data["video"] = {"size": 160}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        cfg = load_config(_write(tmp_path, data))
+    assert cfg["video"] == {"backbone": "i3d-rgb", "spatial": "resize", "size": 160, "short_side": None}
+    for bad, match in [({"size": 16}, "video.size"), ({"spatial": "crop"}, "video.spatial"),
+                       ({"short_side": 256}, "'short_side_crop' only"),
+                       ({"spatial": "short_side_crop", "size": 224, "short_side": 200}, "video.short_side"),
+                       ({"backbone": ""}, "video.backbone"), ([1, 2], "must be a mapping")]:
+        data["video"] = bad
+        with pytest.raises(ConfigError, match=match):
+            load_config(_write(tmp_path, data))
+    data["video"] = {"sizee": 160}
+    with pytest.warns(ConfigWarning, match=r"video\.sizee"):
+        load_config(_write(tmp_path, data))
+    data["video"], data["dataset"]["default_fps"] = {}, None
+    with pytest.raises(ConfigError, match="default_fps"):
+        load_config(_write(tmp_path, data))
