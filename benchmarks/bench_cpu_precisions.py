@@ -27,9 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
-GOLDEN = REPO / "tests" / "data" / "golden" / "thumos_small"
+from harness import REPO, THUMOS_CONFIG, Report, add_out_argument, use_source_tree
+
+CONFIG = THUMOS_CONFIG
+GOLDEN = REPO / "tests" / "data" / "golden" / "thumos_small"  # vendored reference vectors (data, not code)
 
 
 def time_variant(variant: str, threads: int, repeat: int, tmp: Path, hint: str = "latency",
@@ -85,12 +86,14 @@ def main() -> int:
                                                       "openvino-bf16", "openvino-int8"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--out", default="cpu_report")
+    add_out_argument(ap, default="cpu_report")
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--omp-active", action="store_true",
                     help="leave OMP_WAIT_POLICY unset for the ONNX Runtime / OpenVINO processes too")
     args = ap.parse_args()
-    results = {}
+    use_source_tree()
+    report = Report("cpu_precisions", args.out, title=__doc__.splitlines()[0])
+    results = report.data["timing"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs = [("eager", "eager", "latency")]
@@ -103,7 +106,8 @@ def main() -> int:
             print(f"timing {key} ...", flush=True)
             results[key] = time_variant(v, args.threads, args.repeat, tmp, hint, passive=not args.omp_active)
             print(json.dumps(results[key].get("rows", results[key]))[:300], flush=True)
-    acc = {} if args.no_accuracy else accuracy(args.variants, args.threads)
+            report.write()  # the raw timings so far survive a kill (the accuracy runs take minutes)
+    acc = report.data["accuracy"] = {} if args.no_accuracy else accuracy(args.variants, args.threads)
 
     def ms(key, B):
         r = results.get(key, {})
@@ -116,28 +120,25 @@ def main() -> int:
     for r in results.values():
         peaks.update({k: v for k, v in r.get("gemm_peaks_gops", {}).items() if v})
     peak_line = ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items()))
-    lines = [f"THUMOS size (random weights, T = 2304), {args.threads} threads, each variant in its own process; "
-             f"eager fp32 before / after: {base1[0]:.0f} / {base1[-1]:.0f} ms at B = 1; GEMM peaks (torch, 1e9 ops/s): "
-             f"{peak_line}; OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'} for the non-eager variants.",
-             "", "| variant | B=1 ms | vs eager | B=4 videos/s | vs eager | GFLOP/s (B=4) | % of peak | demo mAP "
-             "| golden agreement vs eager |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    report.note(f"THUMOS size (random weights, T = 2304), {args.threads} threads, each variant in its own process; "
+                f"eager fp32 before / after: {base1[0]:.0f} / {base1[-1]:.0f} ms at B = 1; GEMM peaks (torch, 1e9 "
+                f"ops/s): {peak_line}; OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'} for the "
+                "non-eager variants.")
+    rows = []
     for key in results:
         r1, r4 = ms(key, 1), ms(key, 4)
         if r1 is None:
-            lines.append(f"| {key} | error: {results[key].get('error', '?')} ||||||||")
+            rows.append((key, f"error: {results[key].get('error', '?')}"))
             continue
         a = acc.get(key.split(" ")[0], {})
         share = f"{100 * r4['gflops'] / r4['peak_gops']:.0f} % ({r4['precision']})" if r4.get("peak_gops") else "-"
-        lines.append(f"| {key} | {r1['ms_median']:.0f} | {b1 / r1['ms_median']:.2f}x | {r4['videos_per_s']:.2f} | "
-                     f"{r4['videos_per_s'] / b4:.2f}x | {r4['gflops']:.0f} | {share} | "
-                     f"{a.get('demo_mAP', float('nan')):.2f} | {a.get('golden_agreement', '-')} |")
-    md = "\n".join(lines)
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cpu_precisions.md").write_text(md + "\n")
-    (out / "cpu_precisions.json").write_text(json.dumps({"timing": results, "accuracy": acc}, indent=1))
+        rows.append((key, r1["ms_median"], b1 / r1["ms_median"], r4["videos_per_s"], r4["videos_per_s"] / b4,
+                     r4["gflops"], share, a.get("demo_mAP", float("nan")), a.get("golden_agreement", "-")))
+    report.table("CPU precisions vs eager fp32",
+                 ["variant", "B=1 ms", "vs eager", "B=4 videos/s", "vs eager (B=4)", "GFLOP/s (B=4)", "% of peak",
+                  "demo mAP", "golden agreement vs eager"], rows,
+                 formats={"B=1 ms": ".0f", "vs eager": "{:.2f}x", "B=4 videos/s": ".2f", "vs eager (B=4)": "{:.2f}x",
+                          "GFLOP/s (B=4)": ".0f", "demo mAP": ".2f"})
     return 0
 
 

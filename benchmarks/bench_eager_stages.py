@@ -1,6 +1,6 @@
 """Per-stage CPU times of the eager pipeline on a THUMOS-size model (random weights).
 
-    python benchmarks/bench_eager_stages.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304]
+    python benchmarks/bench_eager_stages.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304] [--out DIR]
 
 Stages: backbone (embedding + MSE blocks), heads (neck + cls/start/end/reg on all levels + the
 dense trident expectation), decode (threshold, per-level top-k, duration filter), NMS (C++ and
@@ -12,39 +12,37 @@ median of --repeat runs next to the reference code's numbers measured on a machi
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from harness import THUMOS_CONFIG, Report, add_out_argument, measure, use_source_tree
 
-from mse_rt import load_config
-from mse_rt.config import fpn_strides
-from mse_rt.model import build_random_model
-from mse_rt.model.detector_graph import DetectorGraph, level_lengths
-from mse_rt.pipeline.decode import decode_dense
-from mse_rt.pipeline.nms import nms_video
-from mse_rt.pipeline.padding import make_mask
+use_source_tree()
+
+from mse_rt import load_config  # noqa: E402
+from mse_rt.config import fpn_strides  # noqa: E402
+from mse_rt.model import build_random_model  # noqa: E402
+from mse_rt.model.detector_graph import DetectorGraph, level_lengths  # noqa: E402
+from mse_rt.pipeline.decode import decode_dense  # noqa: E402
+from mse_rt.pipeline.nms import nms_video  # noqa: E402
+from mse_rt.pipeline.padding import make_mask  # noqa: E402
 
 REFERENCE_S = {"backbone": 1.71, "heads": 0.98, "decode": 0.04, "nms": 0.06}
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
 
 
 def _time(fn, repeat: int) -> tuple[float, object]:
-    out, times = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    """Median seconds of ``repeat`` calls (no warm-up: the model ran once before) and the last output."""
+    t = measure(fn, repeat, warmup=0)
+    return t.median, t.result
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(THUMOS_CONFIG))
     ap.add_argument("--T", type=int, default=2304, help="video length in feature steps")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -70,13 +68,15 @@ def main(argv: list[str] | None = None) -> dict:
     t_torch_nms, _ = _time(lambda: nms_video(c.segments, c.scores, c.labels, cfg["test_cfg"], "torch"), 1)
     times["total"] = sum(times[k] for k in REFERENCE_S)
     ref_total = sum(REFERENCE_S.values())
-    print(f"eager pipeline, {Path(args.config).name}, T={args.T}, threads={args.threads}, "
-          f"{len(c.scores)} candidates -> {len(dets[1])} detections")
-    print(f"{'stage':<10}{'mse_rt (s)':>12}{'reference (s)':>15}{'speed-up':>10}")
-    for k in (*REFERENCE_S, "total"):
-        ref = REFERENCE_S.get(k, ref_total)
-        print(f"{k:<10}{times[k]:>12.3f}{ref:>15.2f}{ref / times[k]:>9.1f}x")
-    print(f"{'nms-torch':<10}{t_torch_nms:>12.3f}   (plain PyTorch NMS reference, same candidates)")
+    report = Report("eager_stages", args.out, title=__doc__.splitlines()[0])
+    report.data["seconds"] = {**times, "nms-torch": t_torch_nms}
+    rows = [(k, times[k], REFERENCE_S.get(k, ref_total), REFERENCE_S.get(k, ref_total) / times[k])
+            for k in (*REFERENCE_S, "total")]
+    rows.append(("nms-torch", t_torch_nms, None, "plain PyTorch NMS reference, same candidates"))
+    report.table(f"eager pipeline, {Path(args.config).name}, T={args.T}, threads={args.threads}, "
+                 f"{len(c.scores)} candidates -> {len(dets[1])} detections, median of {args.repeat}",
+                 ["stage", "mse_rt (s)", "reference (s)", "speed-up"], rows,
+                 formats={"mse_rt (s)": ".3f", "reference (s)": ".2f", "speed-up": "{:.1f}x"})
     return times
 
 

@@ -35,8 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
+from harness import THUMOS_CONFIG, Report, add_out_argument, use_source_tree
+
+CONFIG = THUMOS_CONFIG
 OMP_POLICY = os.environ.get("OMP_WAIT_POLICY")  # as given, for the eager worker
 MARK = "@@ "  # worker replies start with this; NNCF / OpenVINO log lines on stdout are skipped
 
@@ -49,7 +50,7 @@ def worker(variant: str, hint: str, threads: int, T: int) -> int:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(REPO))
+    use_source_tree()
     from mse_rt import load_config
     from mse_rt.apps.variants import build_variants
     from mse_rt.model import build_random_model
@@ -91,8 +92,7 @@ def host_probe(n: int = 1024, repeat: int = 5) -> float:
     """The host's int8 speed right now: :func:`mse_rt.apps.benchmark.gemm_peak` of an n x n x n int8 GEMM
     (``torch._int_mm``, VNNI; 1e9 ops/s, best of ``repeat``, about 15 ms); the code under test
     plays no part in it."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    use_source_tree()
     from mse_rt.apps.benchmark import gemm_peak
 
     gops = gemm_peak("int8", n=n, repeat=repeat)
@@ -176,16 +176,14 @@ def summarize(times: dict, keys: list[str], clean_share: float = 0.95) -> dict:
     return out
 
 
-def markdown(summary: dict, args) -> str:
+def add_tables(report: Report, summary: dict, args) -> None:
+    """The run's description and one row per variant (times, per-round ratios, clean ratios)."""
     best = next(iter(summary.values()))["best_probe_gops"]
-    lines = [f"Interleaved A/B, THUMOS size (random weights, T = {args.T}), {args.threads} threads, each variant "
-             f"in its own worker process; {args.rounds} rounds, each turn a warm-up call, {args.n1} calls at B = 1 "
-             f"and {args.n4} at B = 4; per-round ratios against the eager turn of the same round. Clean: calls "
-             f"whose host probes (int8 GEMM, before and after) reached {100 * args.clean_share:.0f} % of the "
-             f"run's best probe ({best:.0f} GOP/s); ratio of pooled clean medians.",
-             "", "| variant | B=1 ms | B=1 vs eager: median [min, max] of rounds | B=1 clean: ms, vs eager (calls) | "
-             "B=4 videos/s | B=4 vs eager: median [min, max] | B=4 clean: videos/s, vs eager (calls) |",
-             "|---|---|---|---|---|---|---|"]
+    report.note(f"Interleaved A/B, THUMOS size (random weights, T = {args.T}), {args.threads} threads, each variant "
+                f"in its own worker process; {args.rounds} rounds, each turn a warm-up call, {args.n1} calls at B = 1 "
+                f"and {args.n4} at B = 4; per-round ratios against the eager turn of the same round. Clean: calls "
+                f"whose host probes (int8 GEMM, before and after) reached {100 * args.clean_share:.0f} % of the "
+                f"run's best probe ({best:.0f} GOP/s); ratio of pooled clean medians.", write=False)
 
     def clean(c, B):
         if c["ratio"] is None:
@@ -193,12 +191,15 @@ def markdown(summary: dict, args) -> str:
         value = f"{1e3 * c['median_s']:.0f} ms" if B == 1 else f"{B / c['median_s']:.2f}/s"
         return f"{value}, {c['ratio']:.2f}x ({c['calls']}/{c['of']})"
 
-    for k, s in summary.items():
-        a, b = s["ratio_b1"], s["ratio_b4"]
-        lines.append(f"| {k} | {s['ms_b1']:.0f} | {a['median']:.2f}x [{a['min']:.2f}, {a['max']:.2f}] | "
-                     f"{clean(s['clean_b1'], 1)} | {s['videos_per_s_b4']:.2f} | "
-                     f"{b['median']:.2f}x [{b['min']:.2f}, {b['max']:.2f}] | {clean(s['clean_b4'], 4)} |")
-    return "\n".join(lines) + "\n"
+    def spread(r):
+        return f"{r['median']:.2f}x [{r['min']:.2f}, {r['max']:.2f}]"
+
+    rows = [(k, s["ms_b1"], spread(s["ratio_b1"]), clean(s["clean_b1"], 1), s["videos_per_s_b4"],
+             spread(s["ratio_b4"]), clean(s["clean_b4"], 4)) for k, s in summary.items()]
+    report.table("Variants vs eager fp32, side by side",
+                 ["variant", "B=1 ms", "B=1 vs eager: median [min, max] of rounds", "B=1 clean: ms, vs eager (calls)",
+                  "B=4 videos/s", "B=4 vs eager: median [min, max]", "B=4 clean: videos/s, vs eager (calls)"], rows,
+                 formats={"B=1 ms": ".0f", "B=4 videos/s": ".2f"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--T", type=int, default=2304)
     ap.add_argument("--clean-share", type=float, default=0.95,
                     help="a call counts as clean when the host probes around it reach this share of the best")
-    ap.add_argument("--out", default="cpu_report")
+    add_out_argument(ap, default="cpu_report")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--hint", default="latency", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -255,11 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in workers:
             w.close()
     summary = summarize(times, [w.key for w in workers], args.clean_share)
-    md = markdown(summary, args)
-    print(md)
-    (out / "interleaved.md").write_text(md)
-    (out / "interleaved.json").write_text(json.dumps({"summary": summary, "times_s": times,
-                                                      "args": vars(args)}, indent=1))
+    report = Report("interleaved", out, title=__doc__.splitlines()[0])
+    report.data.update({"summary": summary, "times_s": times, "args": vars(args)})
+    add_tables(report, summary, args)
     return 0
 
 

@@ -1,13 +1,14 @@
 """ONNX Runtime (CPU) vs eager PyTorch (CPU), end to end, THUMOS-size model (random weights).
 
-    python benchmarks/bench_onnxruntime.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304]
+    python benchmarks/bench_onnxruntime.py [--config mse_rt/assets/configs/thumos_i3d.yaml] [--T 2304] [--out DIR]
 
 End to end = ``Detector.detect_batch`` on B videos of T steps (checks, padding, forward, decode,
 NMS). Each backend is timed in its own fresh worker process, as it would run in production, with
 ``--threads`` compute threads: eager uses them for torch; onnxruntime uses them for the ORT session
 and leaves torch (which only decodes) at 1 thread, so that torch's OpenMP pool does not spin
 against ORT's threads between calls (measured here: that contention alone costs ORT ~15% at B = 1).
-Prints medians and the eager / onnxruntime ratio of this one run.
+Prints medians and the eager / onnxruntime ratio of this one run; ``--out DIR`` writes
+DIR/onnxruntime.md / .json.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import median_seconds
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
+from harness import THUMOS_CONFIG, Report, add_out_argument, median_seconds, use_source_tree
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -51,14 +50,16 @@ def worker(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(THUMOS_CONFIG))
     ap.add_argument("--T", type=int, default=2304)
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--worker", choices=("eager", "onnxruntime"), help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    use_source_tree()
     if args.worker:
         worker(args)
         return {}
@@ -80,13 +81,16 @@ def main(argv: list[str] | None = None) -> dict:
                    "--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[backend] = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
-    print(f"ONNX Runtime vs eager, CPU, {Path(args.config).name}, T={args.T}, {args.threads} threads, "
-          f"median of {args.repeat}; export + validation {t_export:.1f} s")
-    print(f"{'B':>3}{'eager (s)':>11}{'onnxrt (s)':>12}{'ratio':>8}{'dets eager/onnx':>18}")
+    report = Report("onnxruntime", args.out, title=__doc__.splitlines()[0])
+    report.data.update({"results": results, "export_s": t_export})
+    rows = []
     for B in results["eager"]:
         e, o = results["eager"][B], results["onnxruntime"][B]
-        print(f"{B:>3}{e['seconds']:>11.3f}{o['seconds']:>12.3f}{e['seconds'] / o['seconds']:>7.2f}x"
-              f"{e['detections']:>10}/{o['detections']}")
+        rows.append((B, e["seconds"], o["seconds"], e["seconds"] / o["seconds"], f"{e['detections']}/{o['detections']}"))
+    report.table(f"ONNX Runtime vs eager, CPU, {Path(args.config).name}, T={args.T}, {args.threads} threads, "
+                 f"median of {args.repeat}; export + validation {t_export:.1f} s",
+                 ["B", "eager (s)", "onnxrt (s)", "ratio", "dets eager/onnx"], rows,
+                 formats={"eager (s)": ".3f", "onnxrt (s)": ".3f", "ratio": "{:.2f}x"})
     return results
 
 

@@ -8,7 +8,8 @@ backend, 1 torch thread per worker. Reported: videos/s of one process calling ``
 video, of ``detect_batch`` (batches of 8), of the Ray Data job with 1 and 2 actors (start-up of
 the local cluster excluded, reported apart), and requests/s with p50 / p95 latency of the Serve
 endpoint at 1 and 4 concurrent clients (each request one video, base64 .npy). On a 2-core box
-two actors cannot beat one process by much: the point is the numbers, not the gain.
+two actors cannot beat one process by much: the point is the numbers, not the gain. Writes
+OUT/scale.md / .json.
 """
 
 from __future__ import annotations
@@ -26,18 +27,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from harness import Report, add_out_argument, percentile, use_source_tree
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=200)
-    ap.add_argument("--out", default="scale_report")
+    add_out_argument(ap, default="scale_report")
     ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if os.geteuid() == 0 and not args.in_netns and shutil.which("unshare"):
         cmd = " ".join([sys.executable, *sys.argv, "--in-netns"])
         return subprocess.call(["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {cmd}"])
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    use_source_tree()
     import torch
 
     import mse_rt
@@ -48,7 +51,10 @@ def main() -> int:
     from mse_rt.serving.ray_serve import encode_npy_b64, serve_detector
 
     torch.set_num_threads(1)
-    rows = []
+    report = Report("scale", args.out,
+                    title=f"Scale-out on this machine ({os.cpu_count()} cores), {args.videos} synthetic videos, demo model")
+    table = report.table("Throughput per path", ["path", "videos (requests) / s", "notes"],
+                         formats={"videos (requests) / s": ".1f"})  # rows written as they come: a kill keeps them
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         feats_dir = write_dataset(tmp / "c", args.videos, seed=5, subset="test") / "features"
@@ -58,19 +64,19 @@ def main() -> int:
         t0 = time.perf_counter()
         for x in feats:
             det.detect(x, fps=30.0)
-        rows.append(("plain loop, detect() per video", args.videos / (time.perf_counter() - t0), ""))
+        table.add("plain loop, detect() per video", args.videos / (time.perf_counter() - t0), "")
         t0 = time.perf_counter()
         for i in range(0, len(feats), 8):
             det.detect_batch(feats[i:i + 8], fps=30.0)
-        rows.append(("detect_batch, 8 per call", args.videos / (time.perf_counter() - t0), ""))
+        table.add("detect_batch, 8 per call", args.videos / (time.perf_counter() - t0), "")
         t0 = time.perf_counter()
         init_ray(num_cpus=2)
         startup = time.perf_counter() - t0
         for actors in (1, 2):
             r = detect_corpus_ray([feats_dir], tmp / f"ray{actors}.json", config=DEMO_CONFIG, ckpt=DEMO_CKPT,
                                   num_actors=actors, batch_size=8)
-            rows.append((f"Ray Data, {actors} actor(s)", args.videos / r["seconds"],
-                         f"cluster start {startup:.1f} s not included; actor start-up included"))
+            table.add(f"Ray Data, {actors} actor(s)", args.videos / r["seconds"],
+                      f"cluster start {startup:.1f} s not included; actor start-up included")
         port = 18432
         serve_detector(port=port, config=str(DEMO_CONFIG), ckpt=str(DEMO_CKPT), max_batch=8)
         url = f"http://127.0.0.1:{port}/detect"
@@ -90,16 +96,9 @@ def main() -> int:
             with ThreadPoolExecutor(clients) as pool:
                 lat = list(pool.map(post, bodies))
             wall = time.perf_counter() - t0
-            rows.append((f"Ray Serve, {clients} concurrent client(s)", len(bodies) / wall,
-                         f"p50 {np.median(lat) * 1e3:.0f} ms, p95 {np.percentile(lat, 95) * 1e3:.0f} ms"))
+            table.add(f"Ray Serve, {clients} concurrent client(s)", len(bodies) / wall,
+                      f"p50 {percentile(lat, 50) * 1e3:.0f} ms, p95 {percentile(lat, 95) * 1e3:.0f} ms")
         shutdown()
-    md = [f"# Scale-out on this machine ({os.cpu_count()} cores), {args.videos} synthetic videos, demo model", "",
-          "| path | videos (requests) / s | notes |", "|---|---|---|"]
-    md += [f"| {name} | {v:.1f} | {note} |" for name, v, note in rows]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
     return 0
 
 

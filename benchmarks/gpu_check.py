@@ -4,8 +4,9 @@
     python benchmarks/gpu_check.py [--out DIR] [--budget 300] [--full]
     python benchmarks/gpu_check.py --dry-run      # on a CPU: imports, plan and budget, report writing
 
-Writes DIR/gpu_check.md and .json (DIR defaults to $OUT, else ./gpu_check_out) after every
-section, so a kill keeps what finished, and prints each row as it comes. The default run is
+Writes DIR/gpu_check.md and .json (DIR defaults to $OUT, else ./gpu_check_out; the
+benchmarks' harness report: one table per section) after every row, so a kill keeps what
+finished, and prints each row as it comes. The default run is
 planned to fit ``--budget`` seconds (300, THUMOS size; the device allows 600 per call): a section
 whose estimate no longer fits is skipped with a row saying so. ``--full`` adds torch.compile (one
 compile: B = 1 only), bf16 and more iterations. Sections:
@@ -22,8 +23,8 @@ Targets (H100): fused kernels >= 60% of copy bandwidth; triton >= 3x eager fp32 
 GPU NMS >= 10x the CPU NMS on that batch.
 
 On the device machine (no network, its own torch / triton): the package need not be installed;
-run from the repository root and this script imports mse_rt from the source tree (mapping
-kernels/ and export/ as mse_rt.kernels / mse_rt.export). The golden vectors (tests/data/golden)
+this script imports mse_rt through ``harness.use_source_tree`` (installed, else the source tree
+with kernels/ and export/ mapped in as mse_rt.kernels / mse_rt.export). The golden vectors (tests/data/golden)
 and configs (mse_rt/assets/configs) are part of the tree and travel with it. Without the compiled C++
 NMS the CPU baselines use the PyTorch NMS, and the table says so.
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import sys
@@ -42,36 +42,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import CONFIGS, REPO, Report, add_out_argument, use_source_tree
 
-REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("MSE_RT_GOLDEN", REPO / "tests" / "data" / "golden"))  # vendored reference vectors
-CONFIGS = REPO / "mse_rt" / "assets" / "configs"  # published configs shipped in the package
-ROWS: list[str] = []
-
-
-def make_importable() -> str:
-    """Import mse_rt installed, or from the source tree with kernels/ and export/ mapped in."""
-    try:
-        import mse_rt.export  # noqa: F401
-        import mse_rt.kernels  # noqa: F401
-
-        return "installed package"
-    except ImportError:
-        import importlib.util
-
-        sys.path.insert(0, str(REPO))
-        for name in [m for m in sys.modules if m == "mse_rt" or m.startswith("mse_rt.")]:
-            del sys.modules[name]
-        import mse_rt
-
-        for sub in ("kernels", "export"):
-            spec = importlib.util.spec_from_file_location(f"mse_rt.{sub}", REPO / sub / "__init__.py",
-                                                          submodule_search_locations=[str(REPO / sub)])
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[f"mse_rt.{sub}"] = mod
-            spec.loader.exec_module(mod)
-            setattr(mse_rt, sub, mod)
-        return "source tree"
+REPORT = Report("gpu_check", None)  # replaced in main() by the one that writes to --out
 
 
 def cpu_nms():
@@ -82,14 +56,12 @@ def cpu_nms():
 
 
 def row(*cells) -> None:
-    line = "| " + " | ".join(str(c) for c in cells) + " |"
-    ROWS.append(line)
-    print(line, flush=True)
+    """A row of the current section's table (printed, and the report rewritten)."""
+    REPORT.tables[-1].add(*cells)
 
 
 def section(title: str, header: tuple) -> None:
-    ROWS.extend(["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
-    print(f"\n## {title}", flush=True)
+    REPORT.table(title, header)
 
 
 def cuda_time(fn, iters: int = 20, warmup: int = 3) -> float:
@@ -109,10 +81,17 @@ def cuda_time(fn, iters: int = 20, warmup: int = 3) -> float:
 
 
 def guarded(name: str, fn) -> None:
+    started = len(REPORT.tables)
     try:
         fn()
     except Exception as exc:  # keep going: one broken row must not hide the others
-        row(name, "ERROR", f"{type(exc).__name__}: {str(exc)[:200]}")
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if len(REPORT.tables) == started:  # failed before its own table: the error gets one
+            section(name, ("row", "result", "error"))
+        if len(REPORT.tables[-1].columns) >= 3:
+            row(name, "ERROR", error)
+        else:
+            row(name, f"ERROR: {error}")
         traceback.print_exc()
 
 
@@ -181,10 +160,8 @@ def check_nms_golden() -> None:
 
 
 def check_backend_golden(precisions) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
     import mse_rt
-
-    from golden_utils import golden_videos, match_detections
+    from mse_rt.parity import golden_videos, match_detections
 
     section("triton backend vs golden detections", ("config", "precision", "videos", "matched", "note"))
     for name in ("thumos_small", "anet_small"):
@@ -193,7 +170,7 @@ def check_backend_golden(precisions) -> None:
                                                   GOLDEN / name / "ckpt.pth.tar", backend="triton",
                                                   device="cuda", backend_options={"precision": prec})
             ok, note = 0, ""
-            vids = golden_videos(name)
+            vids = golden_videos(GOLDEN, name)
             for v in vids:
                 z = v["data"]
                 r = det.detect(z["feats"].T, fps=float(z["fps"]), duration=float(z["duration"]))
@@ -394,15 +371,6 @@ def _tensorrt_detail_rows() -> None:
                 f"{abs(float(a.scores[0]) - float(b.scores[0])) if len(a) and len(b) else float('nan'):.2e}")
 
 
-def write_report(out: Path) -> None:
-    """The rows so far, as markdown and JSON, written atomically (a kill keeps the last report)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("gpu_check.md", "\n".join(ROWS) + "\n"), ("gpu_check.json", json.dumps({"rows": ROWS}))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
-
-
 def plan(full: bool) -> list[tuple[str, float, object]]:
     """Sections in order: (name, estimated seconds on an H100 at THUMOS size, function). The
     estimates include Triton's compiles (every kernel x dtype x KMAX variant, a few s each)."""
@@ -421,28 +389,29 @@ def plan(full: bool) -> list[tuple[str, float, object]]:
 
 
 def main() -> int:
+    global REPORT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
+    add_out_argument(ap, default=os.environ.get("OUT", "gpu_check_out"))
     ap.add_argument("--budget", type=float, default=300.0, help="seconds; sections that would not fit are skipped")
     ap.add_argument("--full", action="store_true", help="add torch.compile, bf16 and more iterations")
     ap.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the default run is the quick one now
     ap.add_argument("--dry-run", action="store_true", help="no GPU needed: imports, plan, budget and report writing")
     args = ap.parse_args()
-    out = Path(args.out)
-    how = make_importable()
+    how = use_source_tree()
     sections = plan(args.full)
     if args.dry_run:
         import mse_rt.kernels.ldm_afm  # noqa: F401  (the GPU sections' imports work from this tree)
         import mse_rt.kernels.nms_gpu  # noqa: F401
 
-        ROWS.extend([f"# mse_rt GPU check: dry run (mse_rt from the {how})", ""])
-        section("Plan", ("section", "estimate s", "cumulative s", f"fits --budget {args.budget:.0f}"))
+        REPORT = Report("gpu_check", args.out, title=f"mse_rt GPU check: dry run (mse_rt from the {how})")
+        fits = f"fits --budget {args.budget:.0f}"
+        plan_table = REPORT.table("Plan", ("section", "estimate s", "cumulative s", fits),
+                                  formats={"estimate s": ".0f", "cumulative s": ".0f"})
         total = 0.0
         for name, est, _ in sections:
             total += est
-            row(name, f"{est:.0f}", f"{total:.0f}", "yes" if total <= args.budget else "skipped unless time is left")
-            write_report(out)
-        print(f"\nwrote {out / 'gpu_check.md'}")
+            plan_table.add(name, est, total, "yes" if total <= args.budget else "skipped unless time is left")
+        print(f"\nwrote {REPORT.md_path}")
         return 0
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here; this script is for the device machine (or use --dry-run)", file=sys.stderr)
@@ -451,9 +420,9 @@ def main() -> int:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    ROWS.extend([f"# mse_rt GPU check: {torch.cuda.get_device_name()}", "",
-                 f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}; TF32 off; "
-                 f"mse_rt from the {how}; budget {args.budget:.0f} s{', full' if args.full else ''}."])
+    REPORT = Report("gpu_check", args.out, title=f"mse_rt GPU check: {torch.cuda.get_device_name()}")
+    REPORT.note(f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}; TF32 off; "
+                f"mse_rt from the {how}; budget {args.budget:.0f} s{', full' if args.full else ''}.")
     start = time.perf_counter()
     for name, est, fn in sections:
         left = args.budget - (time.perf_counter() - start)
@@ -464,8 +433,8 @@ def main() -> int:
             t0 = time.perf_counter()
             guarded(name, fn)
             print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
-        write_report(out)
-    print(f"\nwrote {out / 'gpu_check.md'} in {time.perf_counter() - start:.0f} s")
+        REPORT.write()
+    print(f"\nwrote {REPORT.md_path} in {time.perf_counter() - start:.0f} s")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Compile every Triton kernel for real GPU targets without a GPU and read its resources.
 
     python benchmarks/kernel_registers.py            # table: registers / spills per kernel, sm_90 and sm_80
-    python benchmarks/kernel_registers.py --json     # machine-readable (used by tests/test_kernels_compile.py)
+    python benchmarks/kernel_registers.py --json     # machine-readable (used by tests/kernels/test_kernels_compile.py)
+    python benchmarks/kernel_registers.py --out DIR  # also DIR/kernel_registers.md / .json
 
 Triton's own ptxas turns each kernel into a cubin here; the bundled ``cuobjdump -res-usage``
 reads the registers per thread, spill stores / loads and shared memory from it. So GPU-only
@@ -21,12 +22,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from harness import Report, add_out_argument, use_source_tree
+
 os.environ.pop("TRITON_INTERPRET", None)
-REPO = Path(__file__).resolve().parents[1]
 
 F, I = "*fp32", "*i32"
 
@@ -158,22 +159,24 @@ def compile_all(archs=(90, 80), dtypes=("fp32", "fp16")) -> dict[str, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the results as one JSON line (no table)")
+    add_out_argument(ap)
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
+    use_source_tree()
     res = compile_all()
     if args.json:
         print(json.dumps(res))
-        return 0
     import triton
 
-    print(f"triton {triton.__version__}; registers per thread from cuobjdump -res-usage (255 max; 64 for full "
-          "occupancy at 4 warps x 16 blocks per SM)")
-    print(f"| {'kernel':<34} | status | warps | regs | stack B | shared B |")
-    print(f"|{'-' * 36}|--------|-------|------|---------|----------|")
-    for k, v in res.items():
-        print(f"| {k:<34} | {v['status'][:6]:<6} | {v.get('num_warps', ''):>5} | {v.get('regs', '?'):>4} | "
-              f"{v.get('stack', '?'):>7} | {v.get('shared', '?'):>8} |")
+    report = Report("kernel_registers", args.out, title=__doc__.splitlines()[0], echo=not args.json)
+    report.data["kernels"] = res
+    report.note(f"triton {triton.__version__}; registers per thread from cuobjdump -res-usage (255 max; 64 for full "
+                "occupancy at 4 warps x 16 blocks per SM)", write=False)
+    report.table("Resources per kernel", ["kernel", "status", "warps", "regs", "stack B", "shared B"],
+                 [(k, v["status"][:120], v.get("num_warps"), v.get("regs", "?"), v.get("stack", "?"), v.get("shared", "?"))
+                  for k, v in res.items()])
+    if args.json:
+        return 0
     return 0 if all(v["status"] == "ok" for v in res.values()) else 1
 
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import THUMOS_CONFIG, Report, add_out_argument, use_source_tree
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "mse_rt" / "assets" / "configs" / "thumos_i3d.yaml"
+CONFIG = THUMOS_CONFIG
 
 
 def summarize(nodes: list[dict]) -> dict:
@@ -40,20 +39,22 @@ def summarize(nodes: list[dict]) -> dict:
             "gemm_gops": gemm_gop / (gemm_ms / 1e3) if gemm_ms else 0.0, "other_ms": dict(rest.most_common())}
 
 
-def markdown(results: dict, top: int) -> str:
-    lines = ["| precision | pass ms | GEMM ms | GEMM GOP | GEMM GOP/s | Reorder ms | Subgraph ms | Softmax ms | other ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def add_tables(report: Report, results: dict, top: int) -> None:
+    """One summary row per precision, then the ``top`` slowest nodes of each."""
+    rows = []
     for prec, r in results.items():
         s, o = r["summary"], dict(r["summary"]["other_ms"])
         named = [o.pop(k, 0.0) for k in ("Reorder", "Subgraph", "Softmax")]
-        lines.append(f"| {prec} | {s['pass_ms']:.1f} | {s['gemm_ms']:.1f} | {s['gemm_gop']:.1f} | {s['gemm_gops']:.0f} | "
-                     + " | ".join(f"{v:.1f}" for v in named) + f" | {sum(o.values()):.1f} |")
+        rows.append((prec, s["pass_ms"], s["gemm_ms"], s["gemm_gop"], s["gemm_gops"], *named, sum(o.values())))
+    ms_cols = ["pass ms", "GEMM ms", "Reorder ms", "Subgraph ms", "Softmax ms", "other ms"]
+    report.table("Per precision", ["precision", "pass ms", "GEMM ms", "GEMM GOP", "GEMM GOP/s", "Reorder ms",
+                                   "Subgraph ms", "Softmax ms", "other ms"], rows,
+                 formats={**{c: ".1f" for c in ms_cols}, "GEMM GOP": ".1f", "GEMM GOP/s": ".0f"})
     for prec, r in results.items():
-        lines += ["", f"Slowest nodes, {prec}:", "", "| ms | GOP/s | type | kernel | node |", "|---|---|---|---|---|"]
-        for n in sorted(r["nodes"], key=lambda n: -n["ms"])[:top]:
-            rate = f"{n['gop'] / (n['ms'] / 1e3):.0f}" if n["gop"] else "-"
-            lines.append(f"| {n['ms']:.2f} | {rate} | {n['type']} | {n['exec']} | {n['name']} |")
-    return "\n".join(lines) + "\n"
+        slow = sorted(r["nodes"], key=lambda n: -n["ms"])[:top]
+        report.table(f"Slowest nodes, {prec}", ["ms", "GOP/s", "type", "kernel", "node"],
+                     [(n["ms"], n["gop"] / (n["ms"] / 1e3) if n["gop"] else "-", n["type"], n["exec"], n["name"])
+                      for n in slow], formats={"ms": ".2f", "GOP/s": ".0f"})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--config", default=str(CONFIG))
-    ap.add_argument("--out", default="ov_profile")
+    add_out_argument(ap, default="ov_profile")
     args = ap.parse_args(argv)
+    use_source_tree()
 
     from mse_rt import load_config
     from mse_rt.export import export_onnx
@@ -86,14 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
                                  calib=calib if prec == "int8" else None)
             nodes = be.profile(feats, lengths)
             results[prec] = {"summary": summarize(nodes), "nodes": nodes}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    head = (f"OpenVINO per-node profile, {Path(args.config).name}, random weights, T = {args.T}, B = 1, "
-            f"{args.threads} threads, latency hint (network only).\n\n")
-    md = head + markdown(results, args.top)
-    (out / "ov_profile.md").write_text(md)
-    (out / "ov_profile.json").write_text(json.dumps(results, indent=1))
-    print(md)
+    report = Report("ov_profile", args.out, title=__doc__.splitlines()[0])
+    report.data["results"] = results
+    report.note(f"OpenVINO per-node profile, {Path(args.config).name}, random weights, T = {args.T}, B = 1, "
+                f"{args.threads} threads, latency hint (network only).", write=False)
+    add_tables(report, results, args.top)
     return results
 
 

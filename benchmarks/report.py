@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/report.py --from-json bench.json    # a pytest-benchmark run as a table
 
 Measures end-to-end ``Detector.detect_batch`` (checks, forward, decode, NMS) on random features for
-every backend available here (a progress bar shows the sweep), writes ``report.md``,
+every backend available here (a progress bar shows the sweep), writes ``report.md`` / ``report.json``,
 ``latency_vs_T.png`` and ``throughput_vs_batch.png``. Times are medians of --repeat runs on this
-machine; compare backends within one report only.
+machine; compare backends within one report only. ``--from-json`` prints its table and writes
+``pytest_benchmark.md`` / ``.json`` only when ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -20,22 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import median_seconds
+from harness import CONFIGS, Report, add_out_argument, median_seconds, use_source_tree
 from tqdm import tqdm
 
-from mse_rt.io.files import atomic_output, atomic_write_text
+use_source_tree()
 
-CONFIGS = Path(__file__).resolve().parents[1] / "mse_rt" / "assets" / "configs"
+from mse_rt.io.files import atomic_output  # noqa: E402
 
 
-def table_from_pytest_benchmark(path: Path) -> str:
+def table_from_pytest_benchmark(report: Report, path: Path) -> None:
+    """A pytest-benchmark JSON file as one table (times in ms)."""
     data = json.loads(path.read_text())
-    rows = ["| group | test | median (ms) | min (ms) | rounds |", "|---|---|---:|---:|---:|"]
-    for b in sorted(data["benchmarks"], key=lambda b: (b.get("group") or "", b["name"])):
-        s = b["stats"]
-        rows.append(f"| {b.get('group') or ''} | {b['name']} | {s['median'] * 1e3:.2f} | {s['min'] * 1e3:.2f} | "
-                    f"{s['rounds']} |")
-    return "\n".join(rows)
+    rows = [(b.get("group") or "", b["name"], b["stats"]["median"] * 1e3, b["stats"]["min"] * 1e3, b["stats"]["rounds"])
+            for b in sorted(data["benchmarks"], key=lambda b: (b.get("group") or "", b["name"]))]
+    report.table(f"pytest-benchmark: {path.name}", ["group", "test", "median (ms)", "min (ms)", "rounds"], rows,
+                 formats={"median (ms)": ".2f", "min (ms)": ".2f"})
 
 
 def _detectors(config: Path, ckpt: Path | None, tmp: Path) -> dict:
@@ -60,12 +60,12 @@ def _detectors(config: Path, ckpt: Path | None, tmp: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="demo", help="demo | thumos | a config path (random weights)")
-    ap.add_argument("--out", default="bench_report")
+    add_out_argument(ap, help="report folder (default bench_report; with --from-json: print only unless given)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--from-json", help="only turn a pytest-benchmark JSON into a markdown table")
     args = ap.parse_args(argv)
     if args.from_json:
-        print(table_from_pytest_benchmark(Path(args.from_json)))
+        table_from_pytest_benchmark(Report("pytest_benchmark", args.out), Path(args.from_json))
         return 0
     from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
     from mse_rt.pipeline.padding import max_video_length
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         config, ckpt = CONFIGS / "thumos_i3d.yaml", None
     else:
         config, ckpt = Path(args.config), None
-    out = Path(args.out)
+    out = Path(args.out or "bench_report")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, dets = _detectors(config, ckpt, Path(tmp))
@@ -117,25 +117,20 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_output(out / f"{name}.png", what="plot") as tmp:
             fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-    md = [f"# mse_rt benchmark: {Path(config).name}", "",
-          f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}. End-to-end `detect_batch` (forward, decode, NMS), median of {args.repeat}.",
-          "", "## Latency vs T (B = 1, ms)", "", "| T | " + " | ".join(dets) + " |",
-          "|---:|" + "---:|" * len(dets)]
-    for i, T in enumerate(lengths):
-        md.append(f"| {T} | " + " | ".join(f"{lat[b][i]:.1f}" for b in dets) + " |")
-    md += ["", f"## Throughput vs batch (T = {L}, videos/s)", "", "| B | " + " | ".join(dets) + " |",
-           "|---:|" + "---:|" * len(dets)]
-    for i, B in enumerate(batches):
-        md.append(f"| {B} | " + " | ".join(f"{thr[b][i]:.1f}" for b in dets) + " |")
+    report = Report("report", out, title=f"mse_rt benchmark: {Path(config).name}")
+    report.data.update({"latency_ms": lat, "videos_per_s": thr, "T": lengths, "B": batches})
+    report.note(f"End-to-end `detect_batch` (forward, decode, NMS), median of {args.repeat}.", write=False)
+    fmt = {b: ".1f" for b in dets}
+    report.table("Latency vs T (B = 1, ms)", ["T", *dets], [(T, *(lat[b][i] for b in dets)) for i, T in
+                                                           enumerate(lengths)], formats=fmt)
+    report.table(f"Throughput vs batch (T = {L}, videos/s)", ["B", *dets],
+                 [(B, *(thr[b][i] for b in dets)) for i, B in enumerate(batches)], formats=fmt)
     if len(dets) > 1:
         ref = next(iter(dets))
-        md += ["", "Ratios vs " + ref + " (this run): " + ", ".join(
+        report.note("Ratios vs " + ref + " (this run): " + ", ".join(
             f"{b} {statistics.median(lat[ref][i] / lat[b][i] for i in range(len(lengths))):.2f}x latency"
-            for b in dets if b != ref)]
-    md += ["", "![latency](latency_vs_T.png) ![throughput](throughput_vs_batch.png)"]
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n", what="report")
-    print("\n".join(md))
+            for b in dets if b != ref), write=False)
+    report.note("![latency](latency_vs_T.png) ![throughput](throughput_vs_batch.png)")
     print(f"\nwrote {out}/report.md and PNGs")
     return 0
 

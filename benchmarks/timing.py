@@ -1,18 +1,8 @@
-"""Wall-clock helper shared by the CPU benchmark scripts."""
+"""Left only for benchmarks/stream_latency.py (owned elsewhere at the moment): the timing helpers live in
+harness.py. Delete this file in the change that switches that script to ``from harness import median_seconds``."""
 
 from __future__ import annotations
 
-import statistics
-import time
+from harness import median_seconds
 
-
-def median_seconds(fn, repeat: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeat`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+__all__ = ["median_seconds"]

@@ -15,7 +15,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_interleaved
 def bench():
     spec = importlib.util.spec_from_file_location("bench_interleaved", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    with pytest.MonkeyPatch.context() as mp:  # the script imports benchmarks/harness.py, as when run from there
+        mp.syspath_prepend(str(SCRIPT.parent))
+        spec.loader.exec_module(mod)
     return mod
 
 
