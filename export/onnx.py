@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mse_rt.version import __version__
 from mse_rt.config import config_to_json, load_config
 from mse_rt.errors import ExportError
 from mse_rt.io.files import atomic_output
@@ -33,6 +32,7 @@ from mse_rt.model import MSETAD, build_model
 from mse_rt.model.checkpoint import file_sha256, load_checkpoint
 from mse_rt.model.detector_graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
 from mse_rt.pipeline.padding import max_video_length, pad_policy_length
+from mse_rt.version import __version__
 
 from .formats import DEFAULT_OPSET, SUPPORTED_OPSETS
 
@@ -60,15 +60,16 @@ def _require_onnx():
     return onnx
 
 
-def _resolve_model(model_or_paths) -> tuple[MSETAD, str | None]:
+def _resolve_model(model_or_paths, checkpoint_sha256: str | None = None,
+                   allow_unverified: bool = False) -> tuple[MSETAD, str | None]:
     if isinstance(model_or_paths, MSETAD):
         # a private float32 CPU copy: exporting never moves or casts the caller's model (a CUDA
         # model used by an eager backend stays on the GPU)
-        return copy.deepcopy(model_or_paths).cpu().float().eval(), None
+        return copy.deepcopy(model_or_paths).cpu().float().eval(), checkpoint_sha256
     if isinstance(model_or_paths, (tuple, list)) and len(model_or_paths) == 2:
         cfg_path, ckpt_path = model_or_paths
         model = build_model(load_config(cfg_path))
-        load_checkpoint(model, ckpt_path)
+        load_checkpoint(model, ckpt_path, sha256=checkpoint_sha256, allow_unverified=allow_unverified)
         return model, file_sha256(ckpt_path)
     raise ExportError("export needs an MSETAD model or a (config_path, checkpoint_path) pair, "
                       f"got {type(model_or_paths).__name__}")
@@ -109,8 +110,16 @@ VALIDATE_TOL_FP16 = 3e-2
 
 
 def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, dynamic: bool = True,
-                batch: int = 1, max_len: int | None = None, validate: bool = True, precision: str = "fp32") -> Path:
+                batch: int = 1, max_len: int | None = None, validate: bool = True, precision: str = "fp32",
+                checkpoint_sha256: str | None = None, allow_unverified: bool = False) -> Path:
     """Export the detector graph to ONNX and validate it; returns the written path.
+
+    ``model_or_paths``: an :class:`~mse_rt.model.MSETAD`, or a (config path, checkpoint path)
+    pair loaded with :func:`~mse_rt.model.checkpoint.load_checkpoint`. The file records the
+    checkpoint's sha256 (``mse_rt.checkpoint_sha256``): for a pair, that of the checkpoint file,
+    which must equal ``checkpoint_sha256`` when given (the way to accept a legacy, non-zip
+    checkpoint; ``allow_unverified=True`` accepts one unchecked); for a model, ``checkpoint_sha256``
+    itself (the export cache records the checkpoint it loaded the model from), else empty.
 
     ``opset``: one of ``SUPPORTED_OPSETS`` (default 17). ``dynamic``: batch and length axes
     dynamic (default); with ``dynamic=False`` the graph is fixed to (``batch``, ``max_len``).
@@ -128,7 +137,7 @@ def export_onnx(model_or_paths, path: str | Path, *, opset: int | None = None, d
     if batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}")
     path = Path(path)
-    model, ckpt_sha = _resolve_model(model_or_paths)
+    model, ckpt_sha = _resolve_model(model_or_paths, checkpoint_sha256, allow_unverified)
     cfg = model.cfg
     T = max_len or cfg["model"]["max_seq_len"]
     if pad_policy_length(T, cfg) != T:

@@ -12,7 +12,9 @@ supports, with the documented limits that can be checked statically:
 - dynamic-shape hazards: data-dependent output shapes (NonZero, Unique, NonMaxSuppression,
   Compress), Loop / If / Scan control flow, and Reshape with a shape that is not built from
   Shape / Constant nodes.
-Findings are errors (the parser or builder will fail) or warnings (works, with a cost).
+An mse_rt ONNX file also has its integrity checksum verified (:mod:`mse_rt.io.integrity`): changed
+bytes are an error (the file is corrupt, whatever TensorRT would make of it), a missing checksum
+a warning. Findings are errors (the parser or builder will fail) or warnings (works, with a cost).
 """
 
 from __future__ import annotations
@@ -74,9 +76,11 @@ class CompatReport:
         return not self.errors
 
     def summary(self) -> str:
+        corrupt = any(f.op == "file" for f in self.errors)
+        verdict = ("CORRUPT file (integrity checksum mismatch)" if corrupt else
+                   "compatible with TensorRT 10" if self.ok else "NOT compatible with TensorRT 10")
         lines = [f"{self.path}: {self.n_nodes} nodes, {len(self.ops)} op types, "
-                 f"{len(self.errors)} errors, {len(self.findings) - len(self.errors)} warnings "
-                 f"-> {'compatible with TensorRT 10' if self.ok else 'NOT compatible with TensorRT 10'}"]
+                 f"{len(self.errors)} errors, {len(self.findings) - len(self.errors)} warnings -> {verdict}"]
         lines += [str(f) for f in self.findings]
         return "\n".join(lines)
 
@@ -91,6 +95,22 @@ def _const_values(model) -> dict[str, np.ndarray]:
                 if a.name == "value":
                     vals[n.output[0]] = numpy_helper.to_array(a.t)
     return vals
+
+
+def _integrity_findings(path: Path, model) -> list[Finding]:
+    """The integrity checksum of an mse_rt file as findings (none for a foreign graph)."""
+    from mse_rt.io.integrity import CHECKSUM_KEY, IntegrityError, verify_onnx_checksum
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "mse_rt.config" not in meta:
+        return []
+    try:
+        if verify_onnx_checksum(path, meta.get(CHECKSUM_KEY), allow_unverified=True):
+            return []
+    except IntegrityError as exc:
+        return [Finding("error", "-", "file", f"CORRUPT: {exc}")]
+    return [Finding("warning", "-", "file", f"mse_rt file without an integrity checksum ({CHECKSUM_KEY}): "
+                                            "its bytes cannot be verified")]
 
 
 def check_onnx_for_tensorrt(path: str | Path) -> CompatReport:
@@ -109,6 +129,7 @@ def check_onnx_for_tensorrt(path: str | Path) -> CompatReport:
         raise ExportError(f"cannot read {path} as ONNX: {type(exc).__name__}: {exc}") from exc
     if len(model.graph.node) == 0:  # an empty file parses as an empty ModelProto
         raise ExportError(f"{path} holds no ONNX graph ({path.stat().st_size} bytes, no nodes): empty or not an ONNX file")
+    report_integrity = _integrity_findings(path, model)
     types = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         types[vi.name] = vi.type.tensor_type.elem_type
@@ -116,6 +137,7 @@ def check_onnx_for_tensorrt(path: str | Path) -> CompatReport:
     producers = {o: n for n in model.graph.node for o in n.output}
     ops: dict[str, int] = {}
     report = CompatReport(str(path), len(model.graph.node), ops)
+    report.findings += report_integrity
     add = report.findings.append
     narrowed = 0
     for n in model.graph.node:

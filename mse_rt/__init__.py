@@ -29,7 +29,6 @@ from .streaming import StreamingDetector
 from .streaming.lagged import LiveResult, StreamPool
 from .version import __version__
 
-
 __all__ = [
     "BACKENDS",
     "BackendError",

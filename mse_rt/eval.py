@@ -12,6 +12,7 @@ index by accident).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Segments:
     score: np.ndarray | None = None
     names: dict | None = None  # ground truth: class name -> id
     subsets: list | None = None  # ground truth: the subsets loaded
+    video_ids: set | None = None  # every video of the table, those without segments included
 
 
 @dataclass
@@ -48,6 +50,7 @@ class EvalResult:
     classes: list[int]
     subsets: list[str] | None = None  # ground-truth subsets that were scored
     swapped: int = 0  # predictions with end < start (scored as false positives)
+    unmatched: str = ""  # the partial-overlap warning (results / ground-truth videos without a partner), or ""
 
     def table(self) -> str:
         rows = [f"{'tIoU':>6}  {'mAP (%)':>8}"]
@@ -139,12 +142,14 @@ def load_ground_truth(gt: str | Path | dict, split: str | None = None) -> Segmen
     vids, starts, ends, labels = [], [], [], []
     names: dict[str, int] = {}
     scored: set[str] = set()
+    all_ids: set[str] = set()
     for vid, v in db.items():
         if not isinstance(v, dict) or not isinstance(v.get("annotations"), list):
             raise InputError(f"ground truth video {vid!r}: expected an object with an 'annotations' list")
         if split not in (None, "all") and str(v.get("subset", "")).lower() != split.lower():
             continue
         scored.add(str(v.get("subset", "")))
+        all_ids.add(str(vid))
         anns = []
         for k, a in enumerate(v["annotations"]):
             where = f"ground truth {vid!r} annotation {k}"
@@ -172,6 +177,7 @@ def load_ground_truth(gt: str | Path | dict, split: str | None = None) -> Segmen
     out = Segments(np.asarray(vids, dtype=object)[keep], s[keep], e[keep], np.asarray(labels, dtype=np.int64)[keep])
     out.names = names
     out.subsets = sorted(scored)
+    out.video_ids = all_ids
     return out
 
 
@@ -198,6 +204,7 @@ def load_predictions(results, names: dict[str, int] | None = None, strict: bool 
     refuses it instead. Missing keys, non-numeric values and unknown class names always raise.
     """
     vids, starts, ends, labels, scores = [], [], [], [], []
+    all_ids: set[str] = set()
     if isinstance(results, (str, Path, dict)):
         results = _read_json(results, "predictions")
         table = results.get("results", results.get("database"))
@@ -206,6 +213,7 @@ def load_predictions(results, names: dict[str, int] | None = None, strict: bool 
         for vid, entries in table.items():
             if not isinstance(entries, list):
                 raise InputError(f"predictions for {vid!r}: expected a list of detections")
+            all_ids.add(str(vid))
             for k, e in enumerate(entries):
                 where = f"prediction {vid!r} #{k}"
                 e = _entry(e, where, ("segment",))
@@ -221,6 +229,7 @@ def load_predictions(results, names: dict[str, int] | None = None, strict: bool 
                 scores.append(_number(e.get("score", e.get("scores")), f"{where} score"))
     else:
         for r in results:
+            all_ids.add(str(r.video_id))
             n = len(r)
             vids += [r.video_id] * n
             starts += r.segments[:, 0].tolist()
@@ -228,7 +237,7 @@ def load_predictions(results, names: dict[str, int] | None = None, strict: bool 
             labels += r.labels.tolist()
             scores += r.scores.tolist()
     return Segments(np.asarray(vids, dtype=object), np.asarray(starts, np.float64), np.asarray(ends, np.float64),
-                    np.asarray(labels, np.int64), np.asarray(scores, np.float64))
+                    np.asarray(labels, np.int64), np.asarray(scores, np.float64), video_ids=all_ids)
 
 
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
@@ -281,6 +290,7 @@ def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None
     tious = check_tious(tiou_thresholds)
     g = load_ground_truth(gt, split)
     p = load_predictions(results, g.names, strict=strict)
+    unmatched = check_video_overlap(p.video_ids or set(), g.video_ids or set(), g.subsets or [])
     classes = sorted(set(g.label.tolist()))
     ap = np.zeros((len(tious), len(classes)))
     for c_idx, c in enumerate(classes):
@@ -289,7 +299,32 @@ def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None
             Segments(g.video[gm], g.start[gm], g.end[gm], g.label[gm]),
             Segments(p.video[pm], p.start[pm], p.end[pm], p.label[pm], p.score[pm]), tious)
     mAP = ap.mean(axis=1)
-    return EvalResult(tious, mAP, float(mAP.mean()), ap, classes, g.subsets, int((p.end < p.start).sum()))
+    return EvalResult(tious, mAP, float(mAP.mean()), ap, classes, g.subsets, int((p.end < p.start).sum()), unmatched)
+
+
+def check_video_overlap(pred_ids: set[str], gt_ids: set[str], subsets: list[str]) -> str:
+    """Compare the videos of the results with those of the ground truth (docs/spec/evaluation.md).
+
+    No video in common raises :class:`InputError` (a mAP of 0 would look like a bad model, not a
+    wrong file or split); a partial overlap warns (:class:`UserWarning`) with the counts and
+    returns that message; a full overlap returns "".
+    """
+    where = f"ground truth (subset{'s' if len(subsets) != 1 else ''} {', '.join(repr(x) for x in subsets)})"
+    common = pred_ids & gt_ids
+    if not pred_ids:
+        raise InputError("the results hold no videos: nothing to score")
+    if not common:
+        ex_p = ", ".join(repr(v) for v in sorted(pred_ids)[:3])
+        ex_g = ", ".join(repr(v) for v in sorted(gt_ids)[:3])
+        raise InputError(f"none of the {len(pred_ids)} result videos is in the {where} ({len(gt_ids)} videos): "
+                         f"results have e.g. {ex_p}, the ground truth e.g. {ex_g}; wrong file, split or --ids?")
+    extra, absent = len(pred_ids - gt_ids), len(gt_ids - pred_ids)
+    if not extra and not absent:
+        return ""
+    msg = (f"{len(common)} videos scored: {extra} of the {len(pred_ids)} result videos are not in the {where} "
+           f"(ignored), {absent} of its {len(gt_ids)} videos have no results (their actions count as missed)")
+    warnings.warn(msg, UserWarning, stacklevel=3)
+    return msg
 
 
 def check_tious(tiou_thresholds) -> np.ndarray:

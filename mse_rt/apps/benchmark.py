@@ -2,8 +2,11 @@
 
 For each variant (:data:`mse_rt.apps.variants.VARIANTS`) and each (T, B) of the grid: warm-up runs,
 then ``repeat`` timed ``Detector.detect_batch`` calls on B random videos of T steps (the whole
-pipeline: padding, forward, decode, NMS). Reported: median and p95 latency per call, videos/s,
-and GFLOP/s achieved (network FLOPs counted once with torch's FlopCounterMode on the eager model)
+pipeline: padding, forward, decode, NMS). T is a video length in feature steps, 1 up to the
+config's longest video (:func:`mse_rt.pipeline.padding.max_video_length`); the network runs at
+the reference padded length of T (``T_padded``: max_seq_len for T <= max_seq_len, else the next
+multiple of the downsampling factor). Reported: median and p95 latency per call, videos/s,
+and GFLOP/s achieved (network FLOPs at T_padded counted once with torch's FlopCounterMode on the eager model)
 next to the measured GEMM peak of this machine for the variant's precision (fp32, bf16 or int8:
 torch's own GEMMs, :func:`gemm_peak`; int8 variants keep some float work, so theirs is a bound).
 Variants run one after the other in this process; ``benchmarks/bench_cpu_precisions.py`` runs
@@ -23,8 +26,34 @@ import numpy as np
 import torch
 
 
+def check_lengths(Ts, cfg: dict) -> list[int]:
+    """The benchmark's video lengths (steps) as ints; :class:`InputError` for one outside
+    [1, longest video of the config], before anything is allocated."""
+    from ..config import max_div_factor
+    from ..errors import InputError
+    from ..pipeline.padding import max_video_length
+
+    longest = max_video_length(cfg)
+    out = []
+    for T in Ts:
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 1 <= T <= longest:
+            m = cfg["model"]
+            raise InputError(
+                f"T = {T!r}: benchmark lengths are video lengths in feature steps, 1 to {longest} for this config "
+                f"(the longest video: max_seq_len {m['max_seq_len']} x max_buffer_len_factor "
+                f"{m['max_buffer_len_factor']}, rounded down to a multiple of {max_div_factor(cfg)}); lengths up to "
+                f"{m['max_seq_len']} run padded to {m['max_seq_len']}, longer ones padded to a multiple of "
+                f"{max_div_factor(cfg)}")
+        out.append(int(T))
+    return out
+
+
 def network_gflop(model, T: int) -> float:
-    """GFLOP of one forward pass of ``model`` on one video of padded length T (eager, counted)."""
+    """GFLOP of one forward pass of ``model`` on one video of T steps, run (as the Detector runs
+    it) at its reference padded length (eager, counted)."""
+    from ..pipeline.padding import pad_policy_length
+
+    T = pad_policy_length(T, model.cfg)
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -94,13 +123,18 @@ def benchmark_detector(det, T: int, B: int, warmup: int = 2, repeat: int = 5, se
         det.detect_batch(videos, fps=fps)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"T": T, "B": B, "ms_median": med * 1e3, "ms_p95": float(np.percentile(times, 95)) * 1e3,
-            "videos_per_s": B / med}
+    from ..pipeline.padding import pad_policy_length
+
+    return {"T": T, "T_padded": pad_policy_length(T, det.cfg), "B": B, "ms_median": med * 1e3,
+            "ms_p95": float(np.percentile(times, 95)) * 1e3, "videos_per_s": B / med}
 
 
-def run_benchmark(variants: list[str], config, ckpt=None, Ts=(2304,), Bs=(1, 4), warmup: int = 2, repeat: int = 5,
-                  calib=None, threads: int | None = None, workdir=None, hint: str = "latency") -> dict:
-    """Rows for every (variant, T, B) plus the machine's fp32 peak; see the module docstring."""
+def run_benchmark(variants: list[str], config, ckpt=None, Ts=None, Bs=(1, 4), warmup: int = 2, repeat: int = 5,
+                  calib=None, threads: int | None = None, workdir=None, hint: str = "latency",
+                  allow_unverified: bool = False) -> dict:
+    """Rows for every (variant, T, B) plus the machine's fp32 peak; see the module docstring.
+    ``Ts``: video lengths in steps (default: the config's max_seq_len). ``allow_unverified``:
+    accept a legacy (non-zip) checkpoint without a checksum."""
     import tempfile
     from pathlib import Path
 
@@ -111,9 +145,10 @@ def run_benchmark(variants: list[str], config, ckpt=None, Ts=(2304,), Bs=(1, 4),
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = load_config(config)
+    Ts = check_lengths([cfg["model"]["max_seq_len"]] if Ts is None else Ts, cfg)
     if ckpt is not None:
         model = build_model(cfg)
-        load_checkpoint(model, ckpt)
+        load_checkpoint(model, ckpt, allow_unverified=allow_unverified)
     else:
         model = build_random_model(cfg)
     gflop = {T: network_gflop(model, T) for T in Ts}
@@ -147,7 +182,9 @@ def markdown(result: dict) -> str:
     for r in result["rows"]:
         peak = r.get("peak_gops", result["fp32_gemm_peak_gflops"])
         share = f"{100 * r['gflops'] / peak:.0f} ({r.get('precision', 'fp32')})" if peak else "-"
-        lines.append(f"| {r['variant']} | {r['T']} | {r['B']} | {r['ms_median']:.1f} | {r['ms_p95']:.1f} | "
+        padded = r.get("T_padded", r["T"])
+        t = f"{r['T']}" if padded == r["T"] else f"{r['T']} (run at {padded})"
+        lines.append(f"| {r['variant']} | {t} | {r['B']} | {r['ms_median']:.1f} | {r['ms_p95']:.1f} | "
                      f"{r['videos_per_s']:.2f} | {r['gflops']:.0f} | {share} |")
     return "\n".join(lines)
 

@@ -9,6 +9,13 @@ instances (4-24 steps), some long ones (40-120 steps), never overlapping within 
 Written like a real dataset: ``features/<video_id>.npy`` (T, C) float32, and an ActivityNet-format
 ``annotations.json`` whose segments are in seconds: ``(step * feat_stride + 0.5 * num_frames) / fps``
 (the inverse of what the runtime reports), label ids 0..K-1 and a ``subset`` per video.
+
+The output folder must be new or empty: a dataset is never written over another one (its
+annotations replaced, its feature files mixed with the new ones) unless asked (``overwrite``).
+Overwriting replaces only what a dataset consists of: ``annotations.json`` is removed first and
+written last, and the old ``features/*.npy`` that the new dataset does not have are removed, so a
+folder holding ``annotations.json`` always holds exactly one dataset (an interrupted overwrite
+leaves no annotations, which readers refuse, rather than a mix).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..io.files import atomic_output, atomic_write_text
 from ..pipeline.segments import to_seconds
 
@@ -76,18 +83,40 @@ def make_video(rng: np.random.Generator, spec: SyntheticSpec, patterns: np.ndarr
     return feats.astype(np.float32), np.asarray(segs, dtype=np.float32).reshape(-1, 2), np.asarray(labels, np.int64)
 
 
+def _prepare_folder(out: Path, overwrite: bool, vids: set[str]) -> None:
+    """Check ``out`` can take a new dataset (see the module docstring) and clear what it replaces."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"dataset folder {out} is a file; give a folder (new or empty) for the synthetic dataset")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"dataset folder {out} is not empty; choose a new or empty folder, or pass --overwrite "
+                         "(overwrite=True) to replace the dataset there (annotations.json and features/*.npy)")
+    feats = out / "features"
+    if feats.exists() and not feats.is_dir():
+        raise InputError(f"{feats} is a file; the dataset's feature files go into a folder of that name")
+    try:
+        feats.mkdir(parents=True, exist_ok=True)
+        (out / "annotations.json").unlink(missing_ok=True)  # first: no dataset while the features change
+        for stale in feats.glob("*.npy"):
+            if stale.stem not in vids:
+                stale.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write dataset folder {out}: {exc.strerror or exc}") from exc
+
+
 def write_dataset(out_dir: str | Path, num_videos: int, seed: int, subset: str = "training",
-                  spec: SyntheticSpec = SyntheticSpec(), prefix: str = "video") -> Path:
-    """Write ``num_videos`` videos and ``annotations.json`` under ``out_dir``; returns that folder."""
+                  spec: SyntheticSpec = SyntheticSpec(), prefix: str = "video", overwrite: bool = False) -> Path:
+    """Write ``num_videos`` videos (``features/<id>.npy``) and ``annotations.json`` under ``out_dir``;
+    returns that folder. ``out_dir`` must be new or empty unless ``overwrite`` (see the module
+    docstring); :class:`InputError` otherwise, :class:`OutputError` when it cannot be written."""
     if isinstance(num_videos, bool) or not isinstance(num_videos, int) or num_videos < 1:
         raise InputError(f"num_videos must be an integer >= 1, got {num_videos!r}")
     out = Path(out_dir)
-    (out / "features").mkdir(parents=True, exist_ok=True)
+    vids = [f"{prefix}_{seed}_{i:04d}" for i in range(num_videos)]
+    _prepare_folder(out, overwrite, set(vids))
     rng = np.random.default_rng(seed)
     patterns = class_patterns(spec)
     database = {}
-    for i in range(num_videos):
-        vid = f"{prefix}_{seed}_{i:04d}"
+    for vid in vids:
         feats, segs, labels = make_video(rng, spec, patterns)
         with atomic_output(out / "features" / f"{vid}.npy", what="feature file") as tmp, open(tmp, "wb") as f:
             np.save(f, feats)

@@ -53,10 +53,12 @@ def available_variants() -> dict[str, str]:
 
 
 def build_variants(names: list[str], config, ckpt, workdir: str | Path, calib=None, threads: int | None = None,
-                   hint: str = "latency", max_batch: int = 8, model=None, bias_correction: str = "fast") -> dict:
+                   hint: str = "latency", max_batch: int = 8, model=None, bias_correction: str = "fast",
+                   allow_unverified: bool = False) -> dict:
     """Detectors for ``names`` from one config + checkpoint (or a built ``model``): the ONNX export
     and the int8 graph are made once into ``workdir``. Unknown / unavailable variants raise.
-    ``bias_correction``: NNCF's for the OpenVINO int8 variant ("fast" or "full")."""
+    ``bias_correction``: NNCF's for the OpenVINO int8 variant ("fast" or "full").
+    ``allow_unverified``: accept a legacy (non-zip) checkpoint without a checksum."""
     from .. import Detector, build_model, load_checkpoint, load_config
 
     bad = [n for n in names if n not in VARIANTS]
@@ -72,7 +74,7 @@ def build_variants(names: list[str], config, ckpt, workdir: str | Path, calib=No
     if model is None:
         cfg = load_config(config)
         model = build_model(cfg)
-        load_checkpoint(model, ckpt)
+        load_checkpoint(model, ckpt, allow_unverified=allow_unverified)
     cfg = model.cfg
     out, onnx_path, int8_path = {}, None, None
     for name in names:

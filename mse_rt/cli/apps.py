@@ -10,15 +10,24 @@ from .args import nonneg_int, positive_float, positive_int, unit_float
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..apps.demo import run_demo
+    rc = 0
+    if not args.pixels_only:
+        from ..apps.demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), quiet=args.quiet)
+        rc = run_demo(out_dir=Path(args.out), quiet=args.quiet)
+    if rc == 0 and (args.pixels or args.pixels_only):
+        from ..apps.pixel_demo_run import run_pixel_demo
+
+        variants = [v.strip() for v in args.pixel_variants.split(",") if v.strip()] if args.pixel_variants else None
+        rc = run_pixel_demo(Path(args.out), num_videos=args.pixel_videos, variants=variants,
+                            threads=args.pixel_threads)
+    return rc
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from ..apps.synth import write_dataset
 
-    out = write_dataset(args.out, args.videos, args.seed, subset=args.subset)
+    out = write_dataset(args.out, args.videos, args.seed, subset=args.subset, overwrite=args.overwrite)
     print(f"wrote {args.videos} synthetic videos ({args.subset}, seed {args.seed}) to {out}")
     return 0
 
@@ -46,12 +55,22 @@ def register(sub) -> None:
     m = sub.add_parser("demo", help="the main job: run the bundled example end to end")
     m.add_argument("--out", default="demo_out", help="folder for results JSON and plots")
     m.add_argument("-q", "--quiet", action="store_true")
+    m.add_argument("--pixels", action="store_true",
+                   help="also the pixel part: rendered held-out videos -> I3D features (every backbone variant) -> actions")
+    m.add_argument("--pixels-only", action="store_true", help="only the pixel part")
+    m.add_argument("--pixel-videos", type=positive_int, default=3, help="held-out videos in the pixel part (1-10)")
+    m.add_argument("--pixel-variants", default=None,
+                   help="comma-separated backbone variants (default: openvino-fp32,openvino-bf16,openvino-int8; "
+                        "also eager-fp32, onnxruntime-fp32)")
+    m.add_argument("--pixel-threads", type=positive_int, default=None, help="backbone CPU threads (default: the backend's)")
     m.set_defaults(fn=_cmd_demo)
     y = sub.add_parser("synth", help="write a synthetic TAD dataset (features + ActivityNet JSON)")
     y.add_argument("--out", required=True)
     y.add_argument("--videos", type=positive_int, default=64)
     y.add_argument("--seed", type=nonneg_int, default=0)
     y.add_argument("--subset", default="training")
+    y.add_argument("--overwrite", action="store_true",
+                   help="replace the dataset in a non-empty --out folder (its annotations.json and features/*.npy)")
     y.set_defaults(fn=_cmd_synth)
 
     t = sub.add_parser("train", help="train MSE-TAD with the reference recipe (small scale, CPU)")

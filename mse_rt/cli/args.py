@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..config.schema import FPS_RANGE
+
 
 def int_at_least(low: int):
     """argparse type: an integer >= ``low``, with a usage error naming the bound."""
@@ -44,3 +46,21 @@ def unit_float(text: str) -> float:
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
     return v
+
+
+def float_in(low: float, high: float, what: str = "a number"):
+    """argparse type: a number in [``low``, ``high``], with a usage error naming the range."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in [{low:g}, {high:g}], got {text!r}") from None
+        if not low <= v <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"expected {what} in [{low:g}, {high:g}], got {text}")
+        return v
+
+    return parse
+
+
+# --fps of every command: the range the API enforces (docs/spec/units.md)
+frame_rate = float_in(*FPS_RANGE, what="a frame rate (frames per second)")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from ..errors import MseRtError
-from .args import nonneg_int, positive_float, positive_int
+from .args import frame_rate, nonneg_int, positive_int
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -24,8 +25,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             tious = np.array([float(t) for t in args.tious.split(",")])
         except ValueError:
             raise MseRtError(f"--tious: 'thumos', 'anet' or comma-separated numbers, got {args.tious!r}") from None
-    r = evaluate(args.results, args.gt, tious, split=args.split, strict=args.strict)
+    with warnings.catch_warnings():  # the partial-overlap warning is printed below as one line
+        warnings.simplefilter("ignore", UserWarning)
+        r = evaluate(args.results, args.gt, tious, split=args.split, strict=args.strict)
     print(f"{args.results}: {len(r.classes)} classes, ground-truth subset(s) scored: {', '.join(r.subsets)}")
+    if r.unmatched:
+        print(f"mse-rt: warning: {r.unmatched}", file=sys.stderr)
     if r.swapped:
         print(f"mse-rt: warning: {r.swapped} predictions have end < start; scored as false positives "
               "(as the reference does; --strict refuses them)", file=sys.stderr)
@@ -37,9 +42,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..apps.variants import build_variants, compare_results
-    from ..eval import THUMOS_TIOUS, evaluate
+    from ..eval import THUMOS_TIOUS, evaluate, load_ground_truth
     from ..io.features import collect_feature_files, load_feature_file, video_ids_for
 
+    if args.gt:  # a missing or malformed ground truth fails now, not after every variant is built and run
+        load_ground_truth(args.gt, args.split)
     files = collect_feature_files(args.features)
     ids = video_ids_for(files, args.ids)
     from ..io.results import check_unique_ids
@@ -48,7 +55,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     feats = [load_feature_file(f) for f in files]
     names = [args.reference, *args.variants]
     with tempfile.TemporaryDirectory() as tmp:
-        dets = build_variants(names, args.config, args.ckpt, tmp, calib=args.calib, threads=args.threads)
+        dets = build_variants(names, args.config, args.ckpt, tmp, calib=args.calib, threads=args.threads,
+                              allow_unverified=args.allow_unverified_checkpoint)
         results = {}
         for n, det in dets.items():
             t0 = time.perf_counter()
@@ -60,9 +68,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if n != args.reference:
             line += "  " + compare_results(results[args.reference], results[n], k=args.top_k).line()
         if args.gt:
-            m = evaluate(results[n], args.gt, THUMOS_TIOUS, split=args.split)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                m = evaluate(results[n], args.gt, THUMOS_TIOUS, split=args.split)
             line += f"  mAP {100 * m.average:.2f}"
         print(line)
+    if args.gt and m.unmatched:
+        print(f"mse-rt: warning: {m.unmatched}", file=sys.stderr)
     return 0
 
 
@@ -71,7 +83,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from ..io.files import atomic_write_text
 
     res = run_benchmark(args.variants, args.config, args.ckpt, Ts=args.T, Bs=args.B, warmup=args.warmup,
-                        repeat=args.repeat, calib=args.calib, threads=args.threads, hint=args.hint)
+                        repeat=args.repeat, calib=args.calib, threads=args.threads, hint=args.hint,
+                        allow_unverified=args.allow_unverified_checkpoint)
     md = markdown(res)
     print(md)
     if args.json:
@@ -101,10 +114,12 @@ def register(sub) -> None:
     cp.add_argument("--calib", nargs="+", default=None, help="calibration feature files / folders (int8 variants)")
     cp.add_argument("--gt", default=None, help="ground truth (ActivityNet JSON): also print each variant's mAP")
     cp.add_argument("--split", default=None)
-    cp.add_argument("--fps", type=positive_float, default=None)
+    cp.add_argument("--fps", type=frame_rate, default=None)
     cp.add_argument("--threads", type=positive_int, default=None)
     cp.add_argument("--top-k", type=positive_int, default=10)
     cp.add_argument("--ids", default="stem", choices=("stem", "relpath"))
+    cp.add_argument("--allow-unverified-checkpoint", action="store_true",
+                    help="accept a legacy (non-zip) checkpoint, which carries no checksum")
     cp.add_argument("features", nargs="+")
     cp.set_defaults(fn=_cmd_compare)
 
@@ -112,7 +127,10 @@ def register(sub) -> None:
     bm.add_argument("--config", required=True)
     bm.add_argument("--ckpt", default=None, help="default: random weights (timing only)")
     bm.add_argument("--variants", nargs="+", default=["eager", "onnxruntime"], choices=VARIANTS)
-    bm.add_argument("--T", type=positive_int, nargs="+", default=[2304])
+    bm.add_argument("--T", type=positive_int, nargs="+", default=None,
+                    help="video lengths in feature steps, up to the config's longest video (default: max_seq_len)")
+    bm.add_argument("--allow-unverified-checkpoint", action="store_true",
+                    help="accept a legacy (non-zip) checkpoint, which carries no checksum")
     bm.add_argument("--B", type=positive_int, nargs="+", default=[1, 4])
     bm.add_argument("--warmup", type=nonneg_int, default=2)
     bm.add_argument("--repeat", type=positive_int, default=5)

@@ -55,16 +55,24 @@ def finalize_config(user: dict) -> dict:
 def load_config(path: str | Path) -> dict:
     """Read a reference-format YAML config and return the merged, derived, validated dict.
 
-    Raises :class:`ConfigError` for a missing file, malformed YAML, a missing required key or a
-    wrongly typed value; warns (:class:`ConfigWarning`) about keys the reference does not know.
+    Raises :class:`ConfigError` for a missing or unreadable file, one that is not UTF-8 text,
+    malformed YAML, a missing required key or a wrongly typed value; warns
+    (:class:`ConfigWarning`) about keys the reference does not know.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        user = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+                          "give a YAML config") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        user = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if user is None:
         user = {}
     return finalize_config(user)

@@ -25,6 +25,10 @@ class _Required:
 
 _REQUIRED = _Required()
 
+# Frame rates accepted anywhere (config, API, CLI, endpoint), frames per second (docs/spec/units.md):
+# beyond them a unit mistake turns segments infinite or collapses them to 0.
+FPS_RANGE = (1e-3, 1e4)
+
 
 # Reference defaults. Values that matter at inference follow docs/spec/config.md; the rest are
 # the reference's training / bookkeeping keys, kept so that real configs load without warnings.
@@ -222,8 +226,9 @@ def _check_ranges(cfg: dict) -> None:
     d = cfg["dataset"]
     if d["default_fps"] is not None:
         fps = d["default_fps"]
-        if not isinstance(fps, _NUM) or isinstance(fps, bool) or not (math.isfinite(fps) and fps > 0):
-            raise ConfigError(f"config key 'dataset.default_fps' must be a number > 0 or null, got {fps!r}")
+        if not isinstance(fps, _NUM) or isinstance(fps, bool) or not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+            raise ConfigError(f"config key 'dataset.default_fps' must be a number in [{FPS_RANGE[0]:g}, "
+                              f"{FPS_RANGE[1]:g}] (frames per second) or null, got {fps!r}")
     m = cfg["model"]
     arch = m["backbone_arch"]
     if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in arch):

@@ -52,6 +52,11 @@ def write_results_json(results: list[DetectionResult], path: str | Path,
     check_unique_ids([r.video_id for r in results])
     out: dict[str, list] = {}
     for r in results:
+        # last guard: NaN / Infinity are not JSON (json.dumps would write them anyway) and no
+        # evaluator can score them; the Detector's range checks should make this unreachable
+        if not (np.isfinite(r.segments).all() and np.isfinite(r.scores).all()):
+            raise InputError(f"video {r.video_id!r}: non-finite segment or score (NaN / Infinity) in its results; "
+                             "refusing to write them (check fps and duration)")
         entries = r.to_list()
         if label_names is not None:
             for e in entries:

@@ -3,6 +3,11 @@
 Accepted layouts: a dict with ``state_dict_ema`` (preferred) and/or ``state_dict``, or a bare
 state dict; a DataParallel ``module.`` prefix is stripped. Files are read with
 ``weights_only=True``: a checkpoint cannot run code on load.
+
+Integrity (docs/spec/checkpoint.md): a zip checkpoint (every torch >= 1.6 save) has each member's
+CRC-32 verified; a legacy (non-zip) one carries no checksum and is refused unless the caller gives
+the file's expected ``sha256`` or ``allow_unverified=True``. With ``sha256`` the whole file is
+compared with it, whatever its format.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io.integrity import differing_digests
 
 # Which config field most likely explains a wrongly shaped parameter, by name fragment.
 _SHAPE_HINTS = [
@@ -56,12 +62,46 @@ def _hint(key: str, table: list[tuple[str, str]]) -> str:
     return "?"
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read the weights of a reference checkpoint file (EMA weights when present), prefix stripped."""
+# torch's legacy (non-zip) format starts with this number, pickled (torch.serialization.MAGIC_NUMBER)
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def verify_checkpoint_file(path: Path, sha256: str | None = None, allow_unverified: bool = False) -> str:
+    """Check a checkpoint file's integrity before it is unpickled; returns how: "sha256", "crc32"
+    or "unverified". See the module docstring; :class:`CheckpointError` naming the file otherwise."""
+    if sha256 is not None:
+        want = str(sha256).strip().lower()
+        if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+            raise CheckpointError(f"sha256 for {path} must be 64 hex digits, got {sha256!r}")
+        got = file_sha256(path)
+        if got != want:
+            a, b = differing_digests(got, want)
+            raise CheckpointError(f"checkpoint {path}: sha256 {a} differs from the expected {b} (a different or "
+                                  "damaged file); copy or download it again")
+        return "sha256"
+    if verify_zip_crc(path):
+        return "crc32"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if _LEGACY_MAGIC not in head[:16]:
+        what = "a truncated or damaged zip" if head.startswith(b"PK") else "neither a zip nor a legacy torch file"
+        raise CheckpointError(f"cannot read checkpoint {path}: {what}")
+    if not allow_unverified:
+        raise CheckpointError(
+            f"checkpoint {path} is in torch's legacy (non-zip) format, which carries no checksum: damaged weights "
+            "would load silently. Pass its expected sha256 (sha256=...), accept it unverified (allow_unverified=True, "
+            "CLI --allow-unverified-checkpoint), or re-save it with torch.save (zip format, CRC-checked)")
+    return "unverified"
+
+
+def read_state_dict(path: str | Path, sha256: str | None = None,
+                    allow_unverified: bool = False) -> dict[str, torch.Tensor]:
+    """Read the weights of a reference checkpoint file (EMA weights when present), prefix stripped,
+    after :func:`verify_checkpoint_file` (``sha256``, ``allow_unverified``: see there)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    verify_zip_crc(path)
+    verify_checkpoint_file(path, sha256, allow_unverified)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
@@ -111,13 +151,16 @@ def extract_state_dict(obj: object, source: str = "checkpoint") -> dict[str, tor
     return out
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
+def load_checkpoint(model: nn.Module, path: str | Path, sha256: str | None = None,
+                    allow_unverified: bool = False) -> dict[str, torch.Tensor]:
     """Load a reference checkpoint into ``model`` strictly; returns the state dict that was loaded.
 
-    Raises :class:`CheckpointError` listing missing, unexpected and wrongly shaped keys, each with
-    the config field that would explain it.
+    The file's integrity is checked first (module docstring): a legacy (non-zip) checkpoint needs
+    its expected ``sha256`` (hex) or ``allow_unverified=True``. Raises :class:`CheckpointError`
+    for a damaged or unverifiable file, and one listing missing, unexpected and wrongly shaped
+    keys, each with the config field that would explain it.
     """
-    sd = read_state_dict(path)
+    sd = read_state_dict(path, sha256=sha256, allow_unverified=allow_unverified)
     load_state_dict_checked(model, sd, source=str(path))
     return sd
 

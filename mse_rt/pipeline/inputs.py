@@ -6,7 +6,9 @@ first, (C, T) float32, as the network takes them (docs/spec/units.md).
 
 Scalars are accepted as numbers when they are Python int / float, NumPy scalars
 (``np.float32(30)``, ``np.int64(30)``), 0-d NumPy arrays or 0-d torch tensors; bool and strings
-are refused.
+are refused. Physical values have sane ranges (docs/spec/units.md): fps in
+:data:`~mse_rt.config.schema.FPS_RANGE`, durations finite and > 0, feature values within
++-:data:`FEATURE_ABS_LIMIT`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ import numbers
 import numpy as np
 import torch
 
+from ..config.schema import FPS_RANGE
 from ..errors import InputError
 from .padding import max_video_length
 
 # A given duration may be this much shorter than the time the features' windows start in
 # (frame-rate rounding, features padded at the end); beyond it the segments would be clipped.
 DURATION_SLACK = 0.1
+
+# Largest |feature value| accepted. Real clip features (I3D, TSP, SlowFast) are O(1)-O(100); far
+# above this bound the network's float32 arithmetic breaks down (LayerNorm squares its inputs:
+# float32 overflows near 1.8e19, and a 3e38 input gives NaN everywhere), so a larger value is a
+# unit or file mistake. The bound leaves ten orders of magnitude on both sides.
+FEATURE_ABS_LIMIT = 1e8
 
 
 def is_scalar(value: object) -> bool:
@@ -52,6 +61,17 @@ def positive_number(value: object, name: str) -> float:
     return v
 
 
+def check_fps(value: object, name: str = "fps") -> float:
+    """A frame rate in :data:`~mse_rt.config.schema.FPS_RANGE` (frames per second), as float;
+    :class:`InputError` naming ``name`` and the range otherwise (a 1e-40 or 1e300 fps would turn
+    segments infinite or collapse them to 0)."""
+    v = as_float(value, name)
+    lo, hi = FPS_RANGE
+    if not lo <= v <= hi:  # NaN fails too
+        raise InputError(f"{name} must lie in [{lo:g}, {hi:g}] frames per second, got {v:g}")
+    return v
+
+
 def check_duration(duration: object, steps: int, fps: float, dataset_cfg: dict, name: str) -> float:
     """Validate a video duration in seconds against its ``steps`` feature steps.
 
@@ -78,8 +98,9 @@ def check_features(feats: np.ndarray | torch.Tensor, cfg: dict, name: str = "fea
     """Validate one video's features and return them channels-first, float32, CPU: (C, T).
 
     ``feats``: (T, C) numpy array or torch tensor, time first as in feature files. Raises
-    :class:`InputError` for a non-array, wrong rank, wrong channel count (with a hint when a
-    (C, T) array was passed), a non-float dtype, T = 0, NaN/Inf, or T beyond the point buffer.
+    :class:`InputError` for a non-array, a meta tensor, wrong rank, wrong channel count (with a
+    hint when a (C, T) array was passed), a non-float dtype, T = 0, NaN/Inf, a value beyond
+    +-:data:`FEATURE_ABS_LIMIT`, or T beyond the point buffer.
     """
     c_in = cfg["model"]["input_dim"]
     if isinstance(feats, np.ndarray):
@@ -112,14 +133,22 @@ def check_features(feats: np.ndarray | torch.Tensor, cfg: dict, name: str = "fea
             f"{name}: T = {T} steps exceeds the longest supported video ({limit} steps = "
             f"max_seq_len * max_buffer_len_factor, rounded to the padding multiple); split it or use streaming"
         )
-    t = t.to(device="cpu", dtype=torch.float32)
-    # fast screen: the sum is NaN/Inf whenever an element is (IEEE propagation); a finite sum
-    # proves all elements finite. A non-finite sum (NaN/Inf inside, or a float32 overflow of
-    # huge finite values) falls back to the exact element-wise test.
-    if not bool(torch.isfinite(t.sum())) and not bool((finite := torch.isfinite(t)).all()):
-        bad = (~finite).nonzero()[0].tolist()
+    if t.device.type == "meta":
+        raise InputError(f"{name}: a tensor on the 'meta' device holds no values; pass real features")
+    # one reduction screens both: the min / max are NaN whenever an element is (NaN propagates
+    # through aminmax), +-inf when one is, and bound the magnitude otherwise; only a failed
+    # screen pays for the element-wise search that locates the bad value. Checked before the
+    # float32 cast, so a float64 value beyond the float32 range is reported as out of range.
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = (~torch.isfinite(t)).nonzero()[0].tolist()
         raise InputError(f"{name}: contains NaN or Inf (first at step {bad[0]}, channel {bad[1]})")
-    return t.T
+    if max(-lo, hi) > FEATURE_ABS_LIMIT:
+        bad = (t.abs() > FEATURE_ABS_LIMIT).nonzero()[0].tolist()
+        raise InputError(f"{name}: feature values out of range: |x| = {max(-lo, hi):.3g} (first at step {bad[0]}, "
+                         f"channel {bad[1]}) exceeds {FEATURE_ABS_LIMIT:g}; clip features are O(1)-O(100): check "
+                         "the file's scale and dtype")
+    return t.to(device="cpu", dtype=torch.float32).T
 
 
 def check_chunk(chunk: np.ndarray | torch.Tensor, cfg: dict, piece: int) -> list[torch.Tensor]:
@@ -138,3 +167,53 @@ def check_chunk(chunk: np.ndarray | torch.Tensor, cfg: dict, piece: int) -> list
         return [check_features(chunk[i:i + piece], cfg, name=f"chunk[{i}:{min(i + piece, shape[0])}]")
                 for i in range(0, shape[0], piece)]
     return [check_features(chunk, cfg, name="chunk")]
+
+
+def as_video_list(value, name: str) -> list:
+    """Any iterable with one entry per video (list, tuple, generator, rows of an array) as a
+    list; :class:`InputError` naming ``name`` for a number, a string or a non-iterable."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, (str, bytes, dict)) and not is_scalar(value):
+        try:
+            return list(value)
+        except TypeError:
+            pass
+    raise InputError(f"{name} must be a list (or any iterable) with one entry per video, got {type(value).__name__}")
+
+
+def per_video(value, n: int, name: str) -> list:
+    """One number for all ``n`` videos, or an iterable of ``n`` (None: ``n`` Nones); :class:`InputError`
+    otherwise. The entries are checked by the caller."""
+    if value is None or is_scalar(value):
+        return [value] * n
+    try:
+        values = as_video_list(value, name)
+    except InputError:
+        raise InputError(f"{name} must be a number or one number per video, got {value!r}") from None
+    if len(values) != n:
+        raise InputError(f"{name} has {len(values)} entries for {n} videos")
+    return values
+
+
+HEAD_OUTPUTS = ("cls_prob", "seg_start", "seg_end")
+
+
+def check_head_outputs(heads: dict, names: list[str]) -> None:
+    """:class:`InputError` naming the videos whose network outputs ``heads`` (each (B, P, K), row
+    b = ``names[b]``) hold NaN / Inf.
+
+    Finite features within the input bound can still overflow inside a backend (an fp16 engine,
+    unusual weights); NaN scores would silently give no detections. One sum per output, small next
+    to the forward pass; the per-row search runs only when a sum is not finite.
+    """
+    if all(bool(torch.isfinite(heads[k].sum())) for k in HEAD_OUTPUTS):
+        return
+    bad = torch.zeros(len(names), dtype=torch.bool, device=heads["cls_prob"].device)
+    for k in HEAD_OUTPUTS:
+        bad |= ~torch.isfinite(heads[k].flatten(1)).all(dim=1)
+    if not bool(bad.any()):  # only a sum overflowed: every value is finite
+        return
+    which = [names[i] for i in bad.nonzero().flatten().tolist()]
+    raise InputError(f"{', '.join(which)}: the network's outputs are NaN or Inf: the features are out of range for "
+                     "this model (check their scale), or the model file is broken")

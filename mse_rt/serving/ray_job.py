@@ -7,12 +7,15 @@
 Ray Data job: the files become a dataset of (video id, path) rows; ``map_batches`` runs an actor
 class holding one Detector per actor (any backend; ``gpus_per_actor`` for GPU backends), which
 loads each batch's files and calls ``detect_batch`` (it groups videos by padded length, so
-batching stays exact). Each finished video is appended to a journal (``OUTPUT.journal.jsonl``,
-one JSON line per video, flushed as results arrive), so a rerun skips videos already done
-(resumable) and a crash loses nothing finished; at the end the journal becomes the ActivityNet
-results JSON, written atomically (or stays JSON lines with ``jsonl=True`` for huge corpora).
-A file that fails (unreadable, wrong shape, NaN) is reported with its reason and does not stop
-the job. A worker that dies (a crash in native code, out of memory, a killed process) is
+batching stays exact). Each finished video is appended to the run journal
+(``OUTPUT.journal.jsonl``, :mod:`mse_rt.io.journal`: the same file and rules as the in-process
+``mse-rt detect``, flushed as results arrive), so a rerun skips videos already done (resumable),
+a crash or an interrupt loses nothing finished and leaves an earlier results file as it was, and
+a journal of another model is refused, never mixed in. When every video has an outcome the
+results are written atomically as ActivityNet JSON (or JSON lines with ``jsonl=True`` for huge
+corpora); when none succeeded nothing is written. A file that fails (unreadable, wrong shape,
+NaN) is reported with its reason and does not stop the job (the journal then stays, so a rerun
+retries only the failed videos). A worker that dies (a crash in native code, out of memory, a killed process) is
 restarted and its batch retried up to ``actor_retries`` times (Ray Data's own default is to
 retry forever, so a batch that kills its worker every time would hang the job); a batch that
 still fails is set aside, the job goes on, and its videos are retried one per batch in further
@@ -32,7 +35,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, InputError, MseRtError
+from ..io.journal import read_journal  # noqa: F401 - re-exported by mse_rt.serving
 from .ray_cluster import init_ray
+
+
+def _build_detector(spec: dict):
+    """The Detector a worker runs (``spec``: the job's model fields); the driver builds one first, so
+    a missing, corrupt or unverified model fails before Ray starts, with the same error."""
+    from ..runtime import Detector
+
+    if spec.get("model_file"):
+        return Detector.from_file(spec["model_file"], max_batch=spec["batch_size"],
+                                  **({"allow_unverified": True} if spec.get("allow_unverified") else {}))
+    return Detector.from_checkpoint(spec["config"], spec["ckpt"], backend=spec["backend"], device=spec["device"],
+                                    max_batch=spec["batch_size"], allow_unverified=bool(spec.get("allow_unverified")))
 
 
 class _DetectActor:
@@ -41,16 +57,8 @@ class _DetectActor:
     def __init__(self, spec: dict) -> None:
         import torch
 
-        from ..runtime import Detector
-
         torch.set_num_threads(spec.get("threads") or 1)
-        if spec.get("factory") is not None:
-            self.det = spec["factory"]()
-        elif spec.get("model_file"):
-            self.det = Detector.from_file(spec["model_file"], max_batch=spec["batch_size"])
-        else:
-            self.det = Detector.from_checkpoint(spec["config"], spec["ckpt"], backend=spec["backend"],
-                                                device=spec["device"], max_batch=spec["batch_size"])
+        self.det = spec["factory"]() if spec.get("factory") is not None else _build_detector(spec)
         self.fps = spec.get("fps")
 
     def __call__(self, batch: dict) -> dict:
@@ -63,24 +71,10 @@ class _DetectActor:
                 "error": np.array([o.error or "" for o in outcomes], dtype=object)}
 
 
-def read_journal(path: Path) -> dict[str, list]:
-    """{video id: detections} of a journal (JSON lines); a torn last line (crash) is ignored."""
-    done: dict[str, list] = {}
-    if not path.is_file():
-        return done
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        done[row["video_id"]] = row["detections"]
-    return done
-
-
 @contextlib.contextmanager
-def _job_errors(journal: Path, done: dict):
-    """A Ray failure that stops the job (cluster gone, driver interrupted) as a BackendError that
-    says where the finished videos are; MseRtError passes through."""
+def _job_errors(journal):
+    """A Ray failure that stops the job (cluster gone) as a BackendError that says where the
+    finished videos are; MseRtError passes through (an interrupt too: the CLI reports it)."""
     try:
         yield
     except MseRtError:
@@ -88,7 +82,7 @@ def _job_errors(journal: Path, done: dict):
     except Exception as exc:  # noqa: BLE001 - Ray raises many types; all end the job the same way
         first = (str(exc).strip().splitlines() or [""])[0]
         raise BackendError(f"the Ray job stopped: {type(exc).__name__}: {first}; "
-                           f"the {len(done)} finished videos are kept in {journal}: rerun the same command to "
+                           f"the {len(journal.done)} finished videos are kept in {journal.path}: rerun the same command to "
                            "resume") from exc
 
 
@@ -121,7 +115,8 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
                       device: str = "cpu", num_actors: int = 2, gpus_per_actor: float = 0.0, batch_size: int = 8,
                       threads_per_actor: int = 1, fps: float | None = None, address: str | None = None,
                       ids: str = "stem", jsonl: bool = False, on_progress: Callable | None = None,
-                      actor_retries: int = 2, detector_factory: Callable | None = None) -> dict:
+                      actor_retries: int = 2, detector_factory: Callable | None = None,
+                      allow_unverified: bool = False) -> dict:
     """Run a detector over feature files on Ray (see the module docstring).
 
     ``detector_factory``: a picklable callable returning the Detector each actor uses (instead of
@@ -130,7 +125,8 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
     journal, "failed": {video id: reason}, "output": path, "seconds": wall time}``.
     """
     from ..io.features import collect_feature_files, video_ids_for
-    from ..io.files import atomic_write_text, check_output_path
+    from ..io.files import check_not_an_input, check_output_path
+    from ..io.journal import Journal, check_journal_path, file_stamp, run_key
     from ..io.results import check_unique_ids
 
     if num_actors < 1 or batch_size < 1 or actor_retries < 0:
@@ -141,47 +137,51 @@ def detect_corpus_ray(inputs, output: str | Path, config=None, ckpt=None, model_
     output = check_output_path(output, what="results file")
     files = collect_feature_files([str(i) for i in inputs])
     vid_ids = check_unique_ids(video_ids_for(files, ids))
-    journal = output.with_name(output.name + ".journal.jsonl")
-    done = read_journal(journal)
-    todo = [(v, str(f)) for v, f in zip(vid_ids, files) if v not in done]
+    model_files = [p for p in (config, ckpt, model_file) if p]
+    check_not_an_input(output, [*files, *model_files], what="results file")
+    check_journal_path(output, [*files, *model_files])
+    key = run_key(config=config, ckpt=ckpt, model_file=model_file, factory=detector_factory, backend=backend, fps=fps,
+                  ids=ids)
+    stamps = {v: file_stamp(f) for v, f in zip(vid_ids, files)}
     t0 = time.perf_counter()
     failed: dict[str, str] = {}
-    if todo:
-        ray = init_ray(address)
-        spec = {"config": str(config) if config else None, "ckpt": str(ckpt) if ckpt else None,
-                "model_file": str(model_file) if model_file else None, "backend": backend, "device": device,
-                "batch_size": batch_size, "fps": fps, "threads": threads_per_actor, "factory": detector_factory}
-        pending = [{"video_id": v, "path": p} for v, p in todo]
-        # pass 1 in batches; then passes of one video per batch (fresh actors each) for the videos
-        # of batches whose worker died, while a pass still brings results (at most actor_retries + 1)
-        sizes = [batch_size] + [1] * (actor_retries + 1)
-        for k, bs in enumerate(sizes):
-            seen = set()
-            with open(journal, "a") as j, _job_errors(journal, done):
-                for row in _run_pass(ray, pending, spec, bs, num_actors, gpus_per_actor, actor_retries):
-                    vid = str(row["video_id"])
-                    seen.add(vid)
-                    if row["error"]:
-                        failed[vid] = str(row["error"])
-                        continue
-                    dets = json.loads(row["detections"])
-                    j.write(json.dumps({"video_id": vid, "detections": dets}) + "\n")
-                    j.flush()
-                    done[vid] = dets
-                    if on_progress:
-                        on_progress(len(done), len(vid_ids))
-            pending = [r for r in pending if r["video_id"] not in seen]
-            if not pending or (k > 0 and not seen):
-                break
-        for r in pending:
-            failed[r["video_id"]] = (f"{r['path']}: no result, the Ray worker running it kept dying ({actor_retries + 1} "
-                                     "tries per pass; a crash in native code, out of memory or a killed process)")
-    n_new = len(todo) - len(failed)
-    if jsonl:
-        lines = "".join(json.dumps({"video_id": v, "detections": d}) + "\n" for v, d in done.items())
-        atomic_write_text(output, lines, what="results JSON lines")
-    else:
-        atomic_write_text(output, json.dumps({"version": "mse_rt", "results": done, "external_data": {}}),
-                          what="results JSON")
-    return {"done": n_new, "skipped": len(vid_ids) - len(todo), "failed": failed, "output": str(output),
-            "seconds": time.perf_counter() - t0, "journal": str(journal)}
+    with Journal.open(output, key) as journal:
+        ok = {v for v in vid_ids if journal.reusable(v, stamps[v])}
+        todo = [(v, str(f)) for v, f in zip(vid_ids, files) if v not in ok]
+        if todo:
+            spec = {"config": str(config) if config else None, "ckpt": str(ckpt) if ckpt else None,
+                    "model_file": str(model_file) if model_file else None, "backend": backend, "device": device,
+                    "batch_size": batch_size, "fps": fps, "threads": threads_per_actor, "factory": detector_factory,
+                    "allow_unverified": allow_unverified}
+            if detector_factory is None:
+                _build_detector(spec)
+            ray = init_ray(address)
+            pending = [{"video_id": v, "path": p} for v, p in todo]
+            # pass 1 in batches; then passes of one video per batch (fresh actors each) for the videos
+            # of batches whose worker died, while a pass still brings results (at most actor_retries + 1)
+            sizes = [batch_size] + [1] * (actor_retries + 1)
+            for k, bs in enumerate(sizes):
+                seen = set()
+                with _job_errors(journal):
+                    for row in _run_pass(ray, pending, spec, bs, num_actors, gpus_per_actor, actor_retries):
+                        vid = str(row["video_id"])
+                        seen.add(vid)
+                        if row["error"]:
+                            failed[vid] = str(row["error"])
+                            continue
+                        journal.append([(vid, json.loads(row["detections"]), stamps[vid])])
+                        ok.add(vid)
+                        failed.pop(vid, None)
+                        if on_progress:
+                            on_progress(len(ok), len(vid_ids))
+                pending = [r for r in pending if r["video_id"] not in seen]
+                if not pending or (k > 0 and not seen):
+                    break
+            for r in pending:
+                failed[r["video_id"]] = (f"{r['path']}: no result, the Ray worker running it kept dying "
+                                         f"({actor_retries + 1} tries per pass; a crash in native code, out of memory "
+                                         "or a killed process)")
+        settled = journal.complete(output, [v for v in vid_ids if v in ok], any_failed=bool(failed), jsonl=jsonl)
+    return {"done": len(todo) - len(failed), "skipped": len(vid_ids) - len(todo), "failed": failed,
+            "output": str(output), "written": settled.output is not None, "seconds": time.perf_counter() - t0,
+            "journal": str(journal.path)}

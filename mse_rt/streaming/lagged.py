@@ -55,7 +55,7 @@ import torch
 from ..errors import InputError
 from ..io.results import DetectionResult
 from ..pipeline.candidates import Candidates
-from ..pipeline.inputs import check_chunk, positive_number
+from ..pipeline.inputs import check_chunk, check_fps
 from ..pipeline.segments import NMS_LEN_EPS, segment_iou
 from .base import StreamingDetector, latency_summary, result_from_steps
 
@@ -111,7 +111,7 @@ class LiveStream:
         self.cfg = cfg
         self.window_len = int(cfg["model"]["max_seq_len"])
         self.lag, self.hop = check_lag_hop(lag, hop, self.window_len)
-        self.fps = positive_number(fps, "fps")
+        self.fps = check_fps(fps, "fps")
         if not 0 <= float(provisional_min_score) <= 1:
             raise InputError(f"provisional_min_score must be in [0, 1], got {provisional_min_score}")
         self.provisional_min_score = float(provisional_min_score)

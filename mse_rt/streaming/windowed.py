@@ -31,7 +31,7 @@ import torch
 from ..errors import InputError
 from ..io.results import DetectionResult
 from ..pipeline.candidates import Candidates
-from ..pipeline.inputs import check_chunk, positive_number
+from ..pipeline.inputs import check_chunk, check_fps
 from .base import StreamingDetector, latency_summary, result_from_steps
 
 
@@ -70,7 +70,7 @@ class WindowedStreamingDetector(StreamingDetector, mode="windowed"):
             fps = d["default_fps"]
             if fps is None:
                 raise InputError("fps is required (the config has no dataset.default_fps)")
-        self.fps = positive_number(fps, "fps")
+        self.fps = check_fps(fps, "fps")
         self.stride, self.nframes = d["feat_stride"], d["num_frames"]
         self.video_id = video_id
         self.latencies: deque[float] = deque(maxlen=latency_history)

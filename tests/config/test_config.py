@@ -112,11 +112,12 @@ def test_values_out_of_range_name_the_key_and_range(tmp_path, section, key, valu
         load_config(_write(tmp_path, data))
 
 
-@pytest.mark.parametrize("value", ["thirty", 0, -30, True])
-def test_default_fps_must_be_a_positive_number(tmp_path, value):
+@pytest.mark.parametrize("value", ["thirty", 0, -30, True, 1e-40, 1e5])
+def test_default_fps_must_be_a_frame_rate(tmp_path, value):
     data = _base()
     data["dataset"]["default_fps"] = value
-    with pytest.raises(ConfigError, match=r"dataset\.default_fps' must be a number > 0 or null"):
+    with pytest.raises(ConfigError, match=r"dataset\.default_fps' must be a number in \[0.001, 10000\] \(frames per "
+                                          r"second\) or null"):
         load_config(_write(tmp_path, data))
 
 

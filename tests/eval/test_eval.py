@@ -126,7 +126,8 @@ def test_class_names_map_through_the_ground_truth():
 def test_split_must_be_chosen_when_the_ground_truth_mixes_subsets():
     with pytest.raises(InputError, match=r"several subsets \(test: 1 videos, validation: 1 videos\)"):
         evaluate(_pred([]), _gt_multi(), [0.5])
-    r = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": 0}]), _gt_multi(), [0.5], split="all")
+    with pytest.warns(UserWarning, match="1 of its 2 videos have no results"):  # v2 (test) has none
+        r = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": 0}]), _gt_multi(), [0.5], split="all")
     assert r.subsets == ["test", "validation"] and r.classes == [0, 1] and r.mAP[0] == pytest.approx(0.5)
     with pytest.raises(InputError, match="no ground truth of subset 'training'"):
         evaluate(_pred([]), _gt_multi(), [0.5], split="training")
@@ -159,3 +160,50 @@ def test_swapped_predictions_are_false_positives_or_refused_when_strict():
     one = [{"segment": [0, 10], "score": 0.9, "label": 0}]
     assert evaluate(_pred(one + [{"segment": [10, 0], "score": 0.95, "label": 0}]), _gt_multi(), [0.5],
                     split="validation").mAP[0] == pytest.approx(0.5)  # FP ranked first: precision 1/2 at recall 1
+
+
+# ---------------------------------------------------------------- video overlap (issue 24: S8)
+def test_results_matching_no_ground_truth_video_are_an_error():
+    """Used to print mAP 0.00 without a word (wrong file, split or --ids)."""
+    preds = {"results": {"other_1": [{"segment": [0, 10], "score": 0.9, "label": 0}], "other_2": []}}
+    with pytest.raises(InputError, match=r"none of the 2 result videos is in the ground truth \(subset 'validation'\) "
+                                         r"\(1 videos\): results have e.g. 'other_1', 'other_2', the ground truth "
+                                         r"e.g. 'v1'"):
+        evaluate(preds, _gt_multi(), [0.5], split="validation")
+    with pytest.raises(InputError, match="the results hold no videos"):
+        evaluate({"results": {}}, _gt_multi(), [0.5], split="validation")
+
+
+def test_partial_overlap_warns_with_counts():
+    preds = {"results": {"v1": [{"segment": [0, 10], "score": 0.9, "label": 0}], "x1": [], "x2": []}}
+    gt = {"database": {f"v{i}": {"subset": "validation", "annotations": [{"segment": [0, 10], "label_id": 0}]}
+                       for i in (1, 2, 3)}}
+    with pytest.warns(UserWarning, match=r"1 videos scored: 2 of the 3 result videos are not in the ground truth "
+                                         r"\(subset 'validation'\) \(ignored\), 2 of its 3 videos have no results"):
+        r = evaluate(preds, gt, [0.5])
+    assert r.mAP[0] == pytest.approx(1 / 3)  # 1 of 3 instances found at precision 1
+    assert "2 of its 3 videos have no results" in r.unmatched
+
+
+def test_full_overlap_is_silent():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate(_pred([{"segment": [0, 10], "score": 0.9, "label": 0}]), _gt_multi(), [0.5], split="validation")
+    assert r.unmatched == "" and r.mAP[0] == pytest.approx(1.0)
+
+
+def test_cli_eval_overlap_messages_are_one_line(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_gt_multi()))
+    none = tmp_path / "none.json"
+    none.write_text(json.dumps({"results": {"zzz": []}}))
+    assert main(["eval", "--gt", str(gt), "--split", "validation", str(none)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none of the 1 result videos" in err
+    part = tmp_path / "part.json"
+    part.write_text(json.dumps({"results": {"v1": [{"segment": [0, 10], "score": 0.9, "label": 0}], "zzz": []}}))
+    assert main(["eval", "--gt", str(gt), "--split", "validation", str(part)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mse-rt: warning: 1 videos scored: 1 of the 2 result videos")

@@ -176,7 +176,7 @@ def test_ort_tensorrt_providers_and_from_file(tmp_path, onnx_files):
     assert prov[-1] == "CPUExecutionProvider"
     with pytest.raises(BackendError, match="TensorrtExecutionProvider is not available"):
         mse_rt.Detector.from_onnx(onnx_files["anet_small"], providers=prov)
-    with pytest.raises(BackendError, match=r"\.onnx or \.engine"):
+    with pytest.raises(BackendError, match=r"expected a \.onnx, \.xml \(OpenVINO IR\) or \.engine file"):
         mse_rt.Detector.from_file(tmp_path / "m.plan")
 
 
@@ -198,3 +198,5 @@ def test_from_engine_without_tensorrt(tmp_path):
     p = write_engine_file(tmp_path / "m.engine", b"plan", {"config": {}, "profiles": [], "tensorrt_version": "10.0.0"})
     with pytest.raises(BackendError, match="pip install tensorrt"):
         mse_rt.Detector.from_file(p)
+    with pytest.raises(BackendError, match="pip install tensorrt"):  # the CLI's flag is no TypeError
+        mse_rt.Detector.from_file(p, allow_unverified=True)

@@ -72,12 +72,15 @@ def test_onnx_checksum_names_the_problem(onnx_files, tmp_path):
         mse_rt.Detector.from_onnx(bad)
 
 
-def test_damaged_cache_entry_is_rebuilt(tmp_path):
+def test_damaged_cache_entry_is_rebuilt(tmp_path, onnx_files):
     cache = tmp_path / "cache"
+    entry = _entry_for(cache)  # an export of the same (config, checkpoint) is a valid entry
+    entry.parent.mkdir(parents=True)
+    shutil.copy(onnx_files["thumos_small"], entry)
     a = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="onnxruntime", cache_dir=cache)
-    (entry,) = (cache / "onnx").glob("*.onnx")
+    assert a.backend.path == entry
     _flip_512(entry, entry, 0.5)
-    with pytest.warns(RuntimeWarning, match="damaged export cache entry"):
+    with pytest.warns(RuntimeWarning, match=f"damaged or foreign export cache entry {entry}"):
         b = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="onnxruntime", cache_dir=cache)
     assert b.backend.verified
     x = np.random.default_rng(0).standard_normal((100, a.cfg["model"]["input_dim"])).astype(np.float32)
@@ -118,11 +121,11 @@ def _rewrite_metadata(src, dst, **changes):
 def test_invalid_onnx_metadata_gives_a_typed_error(onnx_files, tmp_path):
     bad = tmp_path / "meta.onnx"
     _rewrite_metadata(onnx_files["thumos_small"], bad, **{"mse_rt.config": "{not json"})
-    with pytest.raises(mse_rt.BackendError, match="not a valid config"):
-        mse_rt.Detector.from_onnx(bad)
+    with pytest.raises(ModelFileError, match="meta.onnx: the mse_rt.config metadata is not a valid config"):
+        mse_rt.Detector.from_onnx(bad, allow_unverified=True)
     _rewrite_metadata(onnx_files["thumos_small"], bad, **{"mse_rt.dynamic": "false", "mse_rt.static_shape": "[1"})
     with pytest.raises(mse_rt.BackendError, match="invalid mse_rt shape metadata"):
-        mse_rt.Detector.from_onnx(bad)
+        mse_rt.Detector.from_onnx(bad, allow_unverified=True)
 
 
 def test_engine_metadata_must_be_an_object(tmp_path):
@@ -156,3 +159,162 @@ def test_export_does_not_move_or_cast_the_callers_model(tmp_path):
     export_onnx(model, tmp_path / "m.onnx", validate=False)
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# ---------------------------------------------------------------- issue 24: S3, S4
+def _change_one_weight(proto):
+    from onnx import numpy_helper
+
+    init = max(proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    arr = numpy_helper.to_array(init).copy()
+    arr.reshape(-1)[0] += 1.0
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+
+
+def test_onnx_without_its_checksum_is_refused(onnx_files, tmp_path):
+    """Checksum entry removed and a weight changed: the file used to load silently."""
+    import onnx
+
+    proto = onnx.load(str(onnx_files["thumos_small"]))
+    for p in list(proto.metadata_props):
+        if p.key == CHECKSUM_KEY:
+            proto.metadata_props.remove(p)
+    _change_one_weight(proto)
+    bad = tmp_path / "unsealed.onnx"
+    onnx.save(proto, str(bad))
+    with pytest.raises(IntegrityError, match=r"unsealed.onnx: this mse_rt ONNX file has no integrity checksum.*"
+                                             r"--allow-unverified-model"):
+        mse_rt.Detector.from_onnx(bad)
+    det = mse_rt.Detector.from_onnx(bad, allow_unverified=True)  # the caller's explicit choice
+    assert det.backend.verified is False
+
+
+def test_onnx_with_changed_weight_and_checksum_kept_is_refused(onnx_files, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(onnx_files["thumos_small"]))
+    _change_one_weight(proto)
+    bad = tmp_path / "changed.onnx"
+    onnx.save(proto, str(bad))
+    with pytest.raises(IntegrityError, match="changed.onnx: corrupt ONNX file: sha256"):
+        mse_rt.Detector.from_onnx(bad)
+
+
+def test_checksum_mismatch_prints_digests_that_differ(onnx_files, tmp_path):
+    """The message used to print the first 16 hex digits of both: identical when they differ later."""
+    import hashlib
+
+    from mse_rt.export.onnx import read_onnx_metadata
+    from mse_rt.io.integrity import CHECKSUM_PLACEHOLDER
+
+    data = onnx_files["thumos_small"].read_bytes()
+    recorded = read_onnx_metadata(onnx_files["thumos_small"])[CHECKSUM_KEY]
+    # change one byte of the graph, then record a digest equal to the new one in its first 20 digits
+    i = len(data) // 2
+    assert abs(i - data.index(recorded.encode())) > 64
+    changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+    actual = hashlib.sha256(changed.replace(recorded.encode(), CHECKSUM_PLACEHOLDER.encode())).hexdigest()
+    fake = actual[:20] + ("0" if actual[20] != "0" else "1") + actual[21:]
+    bad = tmp_path / "near.onnx"
+    bad.write_bytes(changed.replace(recorded.encode(), fake.encode()))
+    from mse_rt.io.integrity import verify_onnx_checksum
+
+    with pytest.raises(IntegrityError) as info:
+        verify_onnx_checksum(bad, fake)
+    msg = str(info.value)
+    assert f"sha256 {actual[:28]}... differs from the {fake[:28]}... recorded" in msg
+
+
+def test_differing_digests():
+    from mse_rt.io.integrity import differing_digests
+
+    a, b = "ab" * 32, "ab" * 20 + "ff" + "ab" * 11
+    assert differing_digests(a, b) == (a[:48] + "...", b[:48] + "...")
+    assert differing_digests("1" * 64, "2" * 64) == ("1" * 16 + "...", "2" * 16 + "...")
+
+
+def _entry_for(cache, ckpt=CKPT, cfg=CFG):
+    from mse_rt.model.checkpoint import file_sha256
+    from mse_rt.runtime.cache import onnx_entry_key
+
+    return cache / "onnx" / f"{onnx_entry_key(file_sha256(ckpt), mse_rt.load_config(cfg))}.onnx"
+
+
+def test_an_entry_exported_from_the_same_checkpoint_is_used(onnx_files, tmp_path):
+    """An export of (config, checkpoint) is exactly the entry the cache would build: loaded as is."""
+    import warnings
+
+    entry = _entry_for(tmp_path)
+    entry.parent.mkdir(parents=True)
+    shutil.copy(onnx_files["thumos_small"], entry)
+    built = []
+    from mse_rt.model.checkpoint import file_sha256
+    from mse_rt.runtime.cache import cached, onnx_entry_expect
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det = cached(entry, built.append, mse_rt.Detector.from_onnx,
+                     expect=onnx_entry_expect(file_sha256(CKPT), mse_rt.load_config(CFG)))
+    assert built == [] and det.backend.verified
+
+
+@pytest.mark.parametrize("how", ["copy", "symlink"])
+def test_a_foreign_mse_rt_model_in_the_cache_is_rebuilt(onnx_files, tmp_path, how):
+    """Another valid, sealed mse_rt model (anet_small) put in a thumos_small entry's place used to
+    be run silently; now it is named in a warning and rebuilt (the build here: the right export)."""
+    from mse_rt.model.checkpoint import file_sha256
+    from mse_rt.runtime.cache import cached, onnx_entry_expect
+
+    entry = _entry_for(tmp_path)
+    entry.parent.mkdir(parents=True)
+    foreign = onnx_files["anet_small"]
+    if how == "copy":
+        shutil.copy(foreign, entry)
+    else:
+        entry.symlink_to(foreign)
+    built = []
+
+    def build(p):
+        built.append(p)
+        shutil.copy(onnx_files["thumos_small"], p)
+
+    with pytest.warns(RuntimeWarning, match=rf"foreign export cache entry {entry} .*mse_rt.checkpoint_sha256"):
+        det = cached(entry, build, mse_rt.Detector.from_onnx,
+                     expect=onnx_entry_expect(file_sha256(CKPT), mse_rt.load_config(CFG)))
+    assert built == [entry] and not entry.is_symlink() and foreign.is_file()
+    assert det.cfg["model"]["num_classes"] == mse_rt.load_config(CFG)["model"]["num_classes"]
+
+
+def test_a_non_mse_rt_onnx_in_the_cache_is_rebuilt(tmp_path, onnx_files):
+    from onnx import TensorProto, helper, save
+
+    from mse_rt.model.checkpoint import file_sha256
+    from mse_rt.runtime.cache import cached, onnx_entry_expect
+
+    entry = _entry_for(tmp_path)
+    entry.parent.mkdir(parents=True)
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    save(helper.make_model(g), str(entry))
+    with pytest.warns(RuntimeWarning, match=rf"{entry} .*checkpoint_sha256 is missing"):
+        cached(entry, lambda p: shutil.copy(onnx_files["thumos_small"], p), mse_rt.Detector.from_onnx,
+               expect=onnx_entry_expect(file_sha256(CKPT), mse_rt.load_config(CFG)))
+
+
+@pytest.mark.slow
+def test_from_checkpoint_rebuilds_a_linked_foreign_entry(onnx_files, tmp_path):
+    """End to end: Detector.from_checkpoint with a symlink to another model in its cache entry."""
+    cache = tmp_path / "cache"
+    entry = _entry_for(cache)
+    entry.parent.mkdir(parents=True)
+    entry.symlink_to(onnx_files["anet_small"])
+    with pytest.warns(RuntimeWarning, match=f"foreign export cache entry {entry}"):
+        det = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="onnxruntime", cache_dir=cache)
+    eager = mse_rt.Detector.from_checkpoint(CFG, CKPT)
+    x = np.random.default_rng(1).standard_normal((80, 64)).astype(np.float32)
+    from golden_utils import match_detections
+
+    a, b = det.detect(x, fps=30.0), eager.detect(x, fps=30.0)
+    match_detections(a.segments, a.scores, a.labels, b.segments, b.scores, b.labels, "rebuilt entry vs eager")
+    assert onnx_files["anet_small"].is_file() and not entry.is_symlink()

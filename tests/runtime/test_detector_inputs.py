@@ -50,7 +50,7 @@ def test_nan_and_inf(det):
 def test_fps_required_and_positive(det):
     with pytest.raises(InputError, match="fps is required"):
         det.detect(np.zeros((20, 64), np.float32))
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match=r"fps must lie in \[0.001, 10000\]"):
         det.detect(np.zeros((20, 64), np.float32), fps=0)
     with pytest.raises(InputError, match="2 entries for 3 videos"):
         det.detect_batch([np.zeros((20, 64), np.float32)] * 3, fps=[30, 30])
@@ -104,7 +104,7 @@ def test_numeric_scalars_of_any_type_are_accepted(det, fps):
 
 
 @pytest.mark.parametrize("fps,match", [("30", "must be a number"), (True, "must be a number"),
-                                       (float("nan"), "positive finite"), (-1, "positive finite")])
+                                       (float("nan"), "must lie in"), (-1, "must lie in")])
 def test_bad_fps_values(det, fps, match):
     with pytest.raises(InputError, match=match):
         det.detect(np.zeros((20, 64), np.float32), fps=fps)
@@ -147,3 +147,99 @@ def test_batched_results_match_one_at_a_time_under_the_documented_guarantee(det)
         one = det.backend.infer(*pad_batch([short[j]], 256))
         for k in heads:
             assert_close_rel(heads[k][j].numpy(), one[k][0].numpy(), f"{k} of video {j}")
+
+
+# ---------------------------------------------------------------- physical ranges (issue 24: S1, S2)
+@pytest.mark.parametrize("fps", [1e-320, 1e-40, 5e-4, 1e4 * 1.001, 1e300, float("inf")])
+def test_fps_outside_the_physical_range_is_refused(det, fps):
+    """1e-320 used to give [Infinity, Infinity] segments (not JSON), 1e300 collapsed them to 0."""
+    with pytest.raises(InputError, match=r"video 'v': fps must lie in \[0.001, 10000\] frames per second"):
+        det.detect(np.zeros((20, 64), np.float32), fps=fps, video_id="v")
+
+
+@pytest.mark.parametrize("fps", [1e-3, 1e4])
+def test_fps_at_the_range_ends_gives_finite_seconds(det, fps):
+    x = np.random.default_rng(4).standard_normal((60, 64)).astype(np.float32)
+    r = det.detect(x, fps=fps)
+    cand = det.detect(x, fps=30.0)  # same grid positions: seconds scale by 30 / fps
+    assert len(r) == len(cand) > 0 and np.isfinite(r.segments).all()
+    # NMS works in grid steps: the same detections, their seconds (and the duration) scaled by 30 / fps
+    np.testing.assert_array_equal(r.labels, cand.labels)
+    np.testing.assert_allclose(r.segments, cand.segments.astype(np.float64) * 30.0 / fps, rtol=1e-5)
+    assert r.duration == pytest.approx(cand.duration * 30.0 / fps, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [3e38, 1e20, 2e8])
+def test_finite_features_out_of_range_are_refused(det, scale):
+    """3e38 passed the NaN screen and the network gave NaN and 0 detections without a word; at
+    1e20 (finite outputs) the detections silently differ from those of the same features at 1."""
+    x = np.random.default_rng(5).standard_normal((40, 64)).astype(np.float32)
+    x[11, 7] = scale
+    with pytest.raises(InputError, match=r"video 'v': feature values out of range: .*step 11, channel 7"):
+        det.detect(x, fps=30, video_id="v")
+
+
+def test_features_up_to_the_bound_are_accepted(det):
+    x = np.random.default_rng(5).standard_normal((40, 64)).astype(np.float32)
+    x /= np.abs(x).max()
+    r = det.detect(x * np.float32(1e8), fps=30)  # the bound itself: accepted, finite
+    assert len(r) > 0 and np.isfinite(r.scores).all()
+
+
+def test_float64_beyond_float32_is_out_of_range_not_nan(det):
+    x = np.zeros((20, 64))
+    x[3, 4] = 1e300  # becomes inf in float32: reported as what it is
+    with pytest.raises(InputError, match=r"out of range: \|x\| = 1e\+300 \(first at step 3, channel 4\)"):
+        det.detect(x, fps=30)
+
+
+def test_non_finite_network_outputs_name_the_video():
+    """A backend whose outputs hold NaN (here for the second video of a batch only) raises an
+    InputError naming that video instead of returning 0 detections."""
+    base = mse_rt.Detector.from_checkpoint(GOLDEN / "thumos_small" / "config.yaml",
+                                           GOLDEN / "thumos_small" / "ckpt.pth.tar")
+
+    class NanForSecond(type(base.backend)):
+        def _infer_impl(self, feats, lengths):
+            out = {k: v.clone() for k, v in super()._infer_impl(feats, lengths).items()}
+            if feats.shape[0] > 1:
+                out["seg_end"][1, 5, 0] = float("nan")
+            return out
+
+    base.backend.__class__ = NanForSecond
+    x = np.random.default_rng(6).standard_normal((30, 64)).astype(np.float32)
+    with pytest.raises(InputError, match=r"^video 'b': the network's outputs are NaN or Inf: the features are out of "
+                                         r"range"):
+        base.detect_batch([x, x, x], fps=30, video_ids=["a", "b", "c"])
+    assert len(base.detect(x, fps=30)) > 0  # one video: no NaN, normal answer
+
+
+# ---------------------------------------------------------------- iterables and devices
+def test_detect_batch_takes_any_iterable(det):
+    rng = np.random.default_rng(8)
+    videos = [rng.standard_normal((t, 64)).astype(np.float32) for t in (30, 50)]
+    ref = det.detect_batch(videos, fps=30, video_ids=["a", "b"])
+    got = det.detect_batch((v for v in videos), fps=(f for f in (30, 30)), video_ids=iter(["a", "b"]))
+    assert [r.video_id for r in got] == ["a", "b"]
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(r.scores, g.scores)
+    assert len(det.detect_candidates(v for v in videos)) == 2
+    for bad in (5, "abc"):
+        with pytest.raises(InputError, match="videos must be a list"):
+            det.detect_batch(bad, fps=30)
+
+
+def test_meta_tensor_is_refused(det):
+    with pytest.raises(InputError, match="'meta' device holds no values"):
+        det.detect(torch.zeros(20, 64, device="meta"), fps=30)
+
+
+def test_results_json_refuses_non_finite_values(tmp_path):
+    from mse_rt.io.results import DetectionResult
+
+    bad = DetectionResult("v", np.array([[0.0, np.inf]], np.float32), np.array([0.5], np.float32),
+                          np.array([1]), 30.0, 10.0)
+    out = tmp_path / "r.json"
+    with pytest.raises(InputError, match=r"video 'v': non-finite segment or score"):
+        mse_rt.write_results_json([bad], out)
+    assert not out.exists()

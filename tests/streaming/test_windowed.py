@@ -145,8 +145,9 @@ def test_bad_chunk_leaves_the_stream_intact(det):
 
 
 @pytest.mark.parametrize("kw,match", [({"hop": 0}, "hop must be an integer in"), ({"hop": -4}, "hop"),
-                                      ({"hop": 2.5}, "hop"), ({"fps": float("nan")}, "fps must be a positive"),
-                                      ({"fps": -30}, "fps must be a positive"), ({"fps": "30"}, "fps must be a number")])
+                                      ({"hop": 2.5}, "hop"), ({"fps": float("nan")}, r"fps must lie in \[0.001"),
+                                      ({"fps": -30}, "fps must lie in"), ({"fps": 1e-40}, "fps must lie in"),
+                                      ({"fps": "30"}, "fps must be a number")])
 def test_bad_construction_arguments(det, kw, match):
     with pytest.raises(InputError, match=match):
         StreamingDetector(det, **kw)

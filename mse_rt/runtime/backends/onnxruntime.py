@@ -57,29 +57,38 @@ def session_options(intra_op_threads: int | None = None, inter_op_threads: int |
     return so
 
 
-def read_session_config(sess) -> dict:
-    """The mse_rt config stored in a session's model metadata; BackendError for foreign graphs."""
+def is_mse_rt_meta(meta: dict) -> bool:
+    """True when an ONNX file's metadata map is that of an mse_rt export."""
+    return "mse_rt.config" in meta and meta.get("mse_rt.format", "").startswith("mse_rt.onnx/")
+
+
+def read_session_config(sess, path: str | Path = "the ONNX file") -> dict:
+    """The mse_rt config stored in a session's model metadata; :class:`ModelFileError` naming
+    ``path`` for a foreign graph or an invalid config."""
     meta = sess.get_modelmeta().custom_metadata_map
-    if "mse_rt.config" not in meta or not meta.get("mse_rt.format", "").startswith("mse_rt.onnx/"):
-        raise BackendError("not an mse_rt ONNX graph (no mse_rt metadata): export one with "
-                           "`mse-rt export --format onnx` or mse_rt.export.export_onnx")
+    if not is_mse_rt_meta(meta):
+        raise ModelFileError(f"{path} is not an mse_rt ONNX graph (no mse_rt metadata): export one with "
+                             "`mse-rt export --format onnx` or mse_rt.export.export_onnx")
     try:
         return config_from_json(meta["mse_rt.config"])
     except ValueError as exc:  # json.JSONDecodeError, ConfigError
-        raise BackendError(f"the ONNX file's mse_rt.config metadata is not a valid config: {exc}") from exc
+        raise ModelFileError(f"{path}: the mse_rt.config metadata is not a valid config: {exc}") from exc
 
 
 class OnnxRuntimeBackend(Backend):
     """``OnnxRuntimeBackend(path, providers=None, intra_op_threads=None, inter_op_threads=None,
-    graph_optimization="all", allow_slow_int8=False)``; the config comes from the file's metadata
-    (:attr:`cfg`). An int8 graph (``mse-rt quantize``) on a CPU without int8 dot-product
-    instructions (VNNI, :mod:`mse_rt.runtime.cpu`) raises unless ``allow_slow_int8=True``."""
+    graph_optimization="all", allow_slow_int8=False, allow_unverified=False)``; the config comes
+    from the file's metadata (:attr:`cfg`). The file's integrity checksum is verified
+    (:mod:`mse_rt.io.integrity`; a file without one is refused unless ``allow_unverified=True``;
+    :attr:`verified` says whether it was checked). An int8 graph (``mse-rt quantize``) on a CPU
+    without int8 dot-product instructions (VNNI, :mod:`mse_rt.runtime.cpu`) raises unless
+    ``allow_slow_int8=True``."""
 
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, providers: list | None = None, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, graph_optimization: str = "all",
-                 allow_slow_int8: bool = False) -> None:
+                 allow_slow_int8: bool = False, allow_unverified: bool = False) -> None:
         ort = _import_ort()
         path = Path(path)
         if not path.is_file():
@@ -97,8 +106,12 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:
             raise ModelFileError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
-        cfg = read_session_config(self.session)
-        self.verified = verify_onnx_checksum(path, meta.get(CHECKSUM_KEY))
+        if not is_mse_rt_meta(meta):
+            read_session_config(self.session, path)  # raises, naming the file
+        # integrity first: a changed byte may sit in the config metadata as well as in a weight
+        self.verified = verify_onnx_checksum(path, meta.get(CHECKSUM_KEY), allow_unverified=allow_unverified)
+        cfg = read_session_config(self.session, path)
+        self.checkpoint_sha256 = meta.get("mse_rt.checkpoint_sha256", "")
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         if names_in != list(INPUT_NAMES) or names_out != list(OUTPUT_NAMES):
