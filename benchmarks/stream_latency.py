@@ -13,9 +13,12 @@ each true action, the first final detection of its class with tIoU >= 0.5, delay
 covered when it was returned - the action's true end (seconds of video; median and p95).
 
 Throughput: forward + decode time of one hop (windows of max_seq_len steps) for 1, 4 and 16
-streams batched, per CPU backend, with the demo model and a THUMOS-size model (random weights),
-and the number of streams each keeps in real time: a stream brings fps / feat_stride steps per
-second (demo: 7.5; THUMOS: 30 / 4 = 7.5), so one run per hop every hop / 7.5 s.
+streams batched, per CPU variant (eager, ONNX Runtime fp32 and int8, OpenVINO bf16 and int8;
+the reduced precisions loaded from saved files: the demo's shipped int8 models, or for the
+THUMOS-size model files quantized here on random features), with the demo model and a
+THUMOS-size model (random weights), and the number of streams each keeps in real time: a stream
+brings fps / feat_stride steps per second (demo: 7.5; THUMOS: 30 / 4 = 7.5), so one run per hop
+every hop / 7.5 s. ``--backends`` limits the rows.
 
 Writes OUT/stream_latency.md, .json and mAP-vs-delay.png; prints the tables.
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import median_seconds
+from harness import median_seconds
 
 import mse_rt
 from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
@@ -165,13 +168,57 @@ def accuracy_rows(det, args):
     return rows, spec
 
 
+def _cpu_variants(name: str, model, work: Path) -> dict:
+    """Detectors of the reduced-precision CPU variants, each loaded from a saved file: the demo's
+    shipped int8 models (``make demo-model``), or for the THUMOS-size model files written here
+    (int8 calibrated on 4 random videos with fast bias correction: timing does not depend on the
+    calibration data). {variant: Detector or the reason it is skipped}."""
+    from mse_rt.apps.variants import available_variants
+
+    avail = available_variants()
+    out: dict = {}
+    try:
+        from mse_rt.export import export_onnx
+
+        onnx = export_onnx(model, work / "m.onnx", validate=False)
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        return {"onnxruntime": f"skipped: {exc}"}
+    out["onnxruntime"] = mse_rt.Detector.from_onnx(onnx, max_batch=16)
+    calib = None
+    if name != "demo":
+        C, T = model.cfg["model"]["input_dim"], model.cfg["model"]["max_seq_len"]
+        calib = [np.random.default_rng(100 + i).standard_normal((T // (i + 1), C)).astype(np.float32) for i in range(4)]
+    for variant in ("onnxruntime-int8", "openvino-bf16", "openvino-int8"):
+        if avail.get(variant):
+            out[variant] = f"skipped: {avail[variant]}"
+            continue
+        if name == "demo" and variant.endswith("int8"):
+            from mse_rt.apps.demo import DEMO_INT8
+
+            path = DEMO_INT8[variant]
+        elif variant == "onnxruntime-int8":
+            from mse_rt.export.quantize import quantize_onnx
+
+            path = quantize_onnx(onnx, work / "int8.onnx", calib, max_videos=len(calib))
+        else:
+            from mse_rt.export.openvino import quantize_openvino
+
+            prec = variant.split("-")[1]
+            path = quantize_openvino(onnx, work / f"{prec}.xml", calib if prec == "int8" else None, precision=prec,
+                                     max_videos=4, bias_correction="fast")
+        out[variant] = mse_rt.Detector.from_file(path, max_batch=16)
+    return out
+
+
 def throughput_rows(args):
+    import tempfile
+
     from mse_rt.model import build_random_model
 
     rows = []
-    models = {"demo": (mse_rt.load_config(DEMO_CONFIG), None), "THUMOS (random weights)":
-              (mse_rt.load_config(CONFIGS / "thumos_i3d.yaml"), None)}
-    for name, (cfg, _) in models.items():
+    models = {"demo": mse_rt.load_config(DEMO_CONFIG), "THUMOS (random weights)":
+              mse_rt.load_config(CONFIGS / "thumos_i3d.yaml")}
+    for name, cfg in models.items():
         if name == "demo":
             base = mse_rt.Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, max_batch=16)
             model = base.backend.model
@@ -179,16 +226,13 @@ def throughput_rows(args):
             model = build_random_model(cfg)
             base = mse_rt.Detector.from_model(cfg, model, max_batch=16)
         backends = {"eager": base}
-        try:
-            import tempfile
-
-            from mse_rt.export import export_onnx
-
-            tmp = Path(tempfile.mkdtemp()) / "m.onnx"
-            export_onnx(model, tmp, validate=False)
-            backends["onnxruntime"] = mse_rt.Detector.from_onnx(tmp, max_batch=16)
-        except Exception as exc:  # noqa: BLE001 - reported in the table
-            print(f"onnxruntime skipped: {exc}")
+        for bname, det in _cpu_variants(name, model, Path(tempfile.mkdtemp())).items():
+            if isinstance(det, str):
+                print(f"{name} {bname}: {det}", flush=True)
+                rows.append({"model": name, "backend": bname, "skipped": det})
+            elif not args.backends or bname in args.backends:
+                backends[bname] = det
+        backends = {k: v for k, v in backends.items() if not args.backends or k in args.backends}
         W, C = cfg["model"]["max_seq_len"], cfg["model"]["input_dim"]
         rate = cfg["dataset"]["default_fps"] or 30.0
         steps_per_s = rate / cfg["dataset"]["feat_stride"]
@@ -222,6 +266,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="skip THUMOS-size batch 16")
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--backends", nargs="+", default=None,
+                    help="throughput rows only for these (eager, onnxruntime, onnxruntime-int8, openvino-bf16, "
+                         "openvino-int8; default all this machine runs)")
     ap.add_argument("--out", default="stream_report")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,7 +292,7 @@ def main() -> int:
                f"| model | backend | streams batched | ms per run | ms per stream | real-time streams, hop {args.hop} "
                "| hop 16 | hop 64 |", "|---|---|---|---|---|---|---|---|"]
         md += [f"| {r['model']} | {r['backend']} | {r['streams']} | {r['ms_per_hop']:.1f} | {r['ms_per_stream']:.1f} | "
-               + " | ".join(str(v) for v in r["realtime_streams"].values()) + " |" for r in thr]
+               + " | ".join(str(v) for v in r["realtime_streams"].values()) + " |" for r in thr if "skipped" not in r]
     atomic_write_text(out / "stream_latency.md", "\n".join(md) + "\n", what="report")
     atomic_write_text(out / "stream_latency.json", json.dumps({"accuracy": acc, "throughput": thr}, indent=1),
                       what="report")

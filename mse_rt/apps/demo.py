@@ -56,6 +56,15 @@ def _detectors(tmp: Path) -> dict:
     from ..runtime import Detector
 
     dets = {}
+    onnx: list[Path] = []  # the one ONNX export, shared by ONNX Runtime and the OpenVINO float variants
+
+    def exported() -> Path:
+        if not onnx:
+            from ..export import export_onnx
+
+            onnx.append(export_onnx((DEMO_CONFIG, DEMO_CKPT), tmp / "demo.onnx"))
+        return onnx[0]
+
     for name, why in available_backends().items():
         if why:
             continue
@@ -63,21 +72,52 @@ def _detectors(tmp: Path) -> dict:
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT)
         elif name in ("triton", "tensorrt"):
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, device="cuda", cache_dir=tmp)
+        elif name == "onnxruntime":
+            dets[name] = Detector.from_onnx(exported())
         else:
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, cache_dir=tmp)
-    # every CPU precision this machine supports (int8 calibrated on 32 synthetic videos of another
-    # seed, the default calib_videos: with 16 the int8 mAP moved by ~0.7 point with the seed alone;
-    # OpenVINO int8 with NNCF's full bias correction: over 7 calibration sets 0.25 point below fp32
-    # on average, all within 0.45, where the fast default averaged 0.41 below, up to 0.63)
-    from .synth import write_dataset
+    # every CPU precision this machine supports; the int8 models were quantized once and ship with
+    # the demo (shipped_int8: no calibration here, checksums verified)
     from .variants import available_variants, build_variants
 
-    extra = [v for v, why in available_variants().items() if not why and v not in dets]
-    if extra:
-        calib = write_dataset(tmp / "calib", 32, seed=3) / "features"
-        dets.update(build_variants(extra, DEMO_CONFIG, DEMO_CKPT, tmp / "variants", calib=[calib],
-                                   bias_correction="full"))
+    for name in [v for v, why in available_variants().items() if not why and v not in dets]:
+        if name in DEMO_INT8:
+            dets[name] = shipped_int8(name)
+        elif name.startswith("openvino-"):
+            dets[name] = Detector.from_openvino(exported(), precision=name.split("-", 1)[1])
+        else:
+            dets.update(build_variants([name], DEMO_CONFIG, DEMO_CKPT, tmp / "variants"))
     return dets
+
+
+# The demo's int8 models, written by `make demo-model` from the bundled checkpoint: calibrated on 32
+# synthetic videos of seed 3 (another seed than the demo's training (1) and test (2) sets; with 16
+# the int8 mAP moved by ~0.7 point with the seed alone), OpenVINO's with NNCF's full bias correction
+# (over 7 calibration sets 0.25 point below fp32 on average, all within 0.45; the fast one averaged
+# 0.41 below, up to 0.63: docs/cpu_precisions.md).
+DEMO_INT8 = {"onnxruntime-int8": DEMO / "int8_onnxruntime.onnx", "openvino-int8": DEMO / "int8_openvino.xml"}
+
+
+def shipped_int8(name: str):
+    """The Detector of the demo's shipped int8 model ``name`` (a key of :data:`DEMO_INT8`): the file's
+    checksum verified on load, and its recorded checkpoint sha256 that of the bundled checkpoint;
+    :class:`ModelFileError` naming the file otherwise (rebuild with ``make demo-model``)."""
+    from ..errors import ModelFileError
+    from ..model.checkpoint import file_sha256
+    from ..runtime import Detector
+
+    path = DEMO_INT8[name]
+    if not path.is_file():
+        raise ModelFileError(f"the demo's int8 model {path} is missing; rebuild the demo's models with `make demo-model`")
+    det = Detector.from_file(path)
+    if name == "openvino-int8":
+        recorded = det.backend.meta.get("checkpoint_sha256", "")
+    else:
+        recorded = det.backend.session.get_modelmeta().custom_metadata_map.get("mse_rt.checkpoint_sha256", "")
+    if recorded != file_sha256(DEMO_CKPT):
+        raise ModelFileError(f"{path} was quantized from another checkpoint than {DEMO_CKPT}; rebuild the demo's "
+                             "models with `make demo-model`")
+    return det
 
 
 def plot_timeline(path: Path, videos: list[dict], results, num_classes: int, min_score: float = 0.1) -> Path:

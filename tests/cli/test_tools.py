@@ -83,3 +83,69 @@ def test_int8_variants_need_calibration(capsys):
     assert main(["compare", str(DEMO / "features"), "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT),
                  "--variants", "onnxruntime-int8"]) == 2
     assert "need calibration feature files" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 24: ranges, early checks, corrupt files
+@pytest.mark.parametrize("command", ["detect", "stream", "compare"])
+@pytest.mark.parametrize("fps", ["1e-320", "1e-40", "1e300", "0", "nan", "inf"])
+def test_fps_out_of_range_is_a_usage_error(command, fps, capsys):
+    extra = ["--config", CFG, "--ckpt", CFG, "--variants", "onnxruntime"] if command == "compare" else []
+    with pytest.raises(SystemExit) as e:
+        main([command, "--fps", fps, *extra, "x.npy"])
+    assert e.value.code == 2
+    assert "expected a frame rate (frames per second) in [0.001, 10000]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("T", ["1025", "200000"])
+def test_benchmark_lengths_beyond_the_longest_video_are_refused(T, capsys):
+    """1025 used to fail deep inside with a size mismatch, 200000 tried to allocate 640 GB."""
+    assert main(["benchmark", "--config", str(DEMO_CONFIG), "--variants", "eager", "--T", T]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"T = {T}: benchmark lengths are video lengths in feature steps, 1 to 1024 for this config" in err
+
+
+def test_benchmark_runs_a_length_between_padded_lengths(tmp_path):
+    """T = 300 on the demo config (max_seq_len 256, padding multiple 32) runs at the padded 320."""
+    from mse_rt.apps.benchmark import network_gflop, run_benchmark
+    from mse_rt.model import build_random_model
+
+    res = run_benchmark(["eager"], DEMO_CONFIG, Ts=[300], Bs=[1], warmup=0, repeat=1)
+    (row,) = res["rows"]
+    assert row["T"] == 300 and row["T_padded"] == 320
+    model = build_random_model(__import__("mse_rt").load_config(DEMO_CONFIG))
+    assert row["gflop_per_video"] == pytest.approx(network_gflop(model, 320))
+
+
+def test_compare_checks_the_ground_truth_before_building_variants(tmp_path, capsys, monkeypatch):
+    import mse_rt.apps.variants as variants
+
+    def never(*a, **k):
+        raise AssertionError("variants were built before the ground truth was checked")
+
+    monkeypatch.setattr(variants, "build_variants", never)
+    assert main(["compare", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "onnxruntime",
+                 "--gt", str(tmp_path / "missing.json"), str(DEMO / "features")]) == 2
+    assert "ground truth file not found" in capsys.readouterr().err
+
+
+def test_check_onnx_calls_a_corrupt_file_corrupt(onnx_files, tmp_path, capsys):
+    src = onnx_files["thumos_small"].read_bytes()
+    bad = tmp_path / "bad.onnx"
+    i = len(src) // 2  # inside the weights: the file still parses as ONNX
+    bad.write_bytes(src[:i] + bytes(b ^ 0x10 for b in src[i:i + 8]) + src[i + 8:])
+    assert main(["check-onnx", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "CORRUPT file (integrity checksum mismatch)" in out and "corrupt ONNX file: sha256" in out
+    assert main(["check-onnx", str(onnx_files["thumos_small"])]) == 0
+    assert "compatible with TensorRT 10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary\x00\x01", b"dataset: {\n", b"a: 1\n\x00\x02"])
+def test_unreadable_config_is_a_config_error(tmp_path, content, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(content)
+    assert main(["detect", "--config", str(cfg), "--ckpt", CKPT, "--fps", "30", "-o", str(tmp_path / "r.json"),
+                 str(DEMO / "features")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"config file {cfg}" in err

@@ -159,3 +159,58 @@ def test_python_net_refuses_an_engine(tmp_path):
     with pytest.raises(ExportError, match="needs net_backend='onnxruntime'"):
         export_triton_repo((GOLDEN / NAME / "config.yaml", GOLDEN / NAME / "ckpt.pth.tar"), tmp_path / "r",
                            engine=True, net_backend="python")
+
+
+def test_repository_from_model_files(golden_onnx, tmp_path, monkeypatch):
+    """From a saved model file: an mse_rt OpenVINO IR goes in as model.xml + model.bin, run by the
+    Python backend through mse_rt's OpenVINO backend (no calibration on the server), and the
+    network + post models reproduce the golden detections; an mse_rt .onnx is copied in as is."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from mse_rt.export.openvino import quantize_openvino
+    from mse_rt.pipeline.padding import pad_batch
+
+    xml = quantize_openvino(golden_onnx, tmp_path / "m.xml", precision="fp32")
+    repo = export_triton_repo(xml, tmp_path / "r", max_batch=2)
+    net_cfg = _parse(repo / NET / "config.pbtxt")
+    assert net_cfg.backend == "python" and not net_cfg.platform
+    assert (repo / NET / "1" / "model.xml").read_bytes() == xml.read_bytes()
+    assert (repo / NET / "1" / "model.bin").read_bytes() == xml.with_suffix(".bin").read_bytes()
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    pb = sys.modules["triton_python_backend_utils"]
+    net = _load_model_py(repo / NET / "1" / "model.py", "mse_rt_net_ov_model")
+    net.initialize({"model_config": json.dumps({"parameters": {}}), "model_repository": str(repo / NET),
+                    "model_version": "1"})
+    assert net.backend.source == "ir" and net.backend.verified and not net.backend.calibrated_here
+    post = _post_model(repo, "mse_rt_post_model3")
+    for v in golden_videos(NAME)[:3]:
+        z = v["data"]
+        x, lens = pad_batch([torch.from_numpy(z["feats"])], int(z["padded_len"]))
+        (dense,) = net.execute([{"feats": pb.Tensor("feats", x.numpy()), "lengths": pb.Tensor("lengths", lens.numpy())}])
+        _check_post(post, pb, dense.outputs, lens, z, f"openvino net {v['video_id']}")
+    onnx_repo = export_triton_repo(golden_onnx, tmp_path / "o", max_batch=2)
+    assert _parse(onnx_repo / NET / "config.pbtxt").platform == "onnxruntime_onnx"
+    assert (onnx_repo / NET / "1" / "model.onnx").read_bytes() == golden_onnx.read_bytes()
+
+
+def test_repository_from_a_bad_model_file(golden_onnx, tmp_path):
+    pytest.importorskip("openvino")
+    from mse_rt import ExportError, ModelFileError
+    from mse_rt.export.openvino import quantize_openvino
+
+    xml = quantize_openvino(golden_onnx, tmp_path / "m.xml", precision="fp32")
+    with pytest.raises(ExportError, match="an IR runs only there"):
+        export_triton_repo(xml, tmp_path / "r", net_backend="onnxruntime")
+    with pytest.raises(ExportError, match="an IR runs only there"):
+        export_triton_repo(golden_onnx, tmp_path / "r", net_backend="openvino")
+    with pytest.raises(ExportError, match="from the checkpoint"):
+        export_triton_repo(golden_onnx, tmp_path / "r", engine=True)
+    xml.with_suffix(".bin").write_bytes(xml.with_suffix(".bin").read_bytes()[:-8])
+    with pytest.raises(ModelFileError, match=r"m\.bin: not the weights of m\.xml"):
+        export_triton_repo(xml, tmp_path / "r")
+    trunc = tmp_path / "t.onnx"
+    trunc.write_bytes(golden_onnx.read_bytes()[:5000])
+    with pytest.raises(ModelFileError, match=r"t\.onnx as ONNX: truncated"):
+        export_triton_repo(trunc, tmp_path / "r")
+    assert not (tmp_path / "r").exists()

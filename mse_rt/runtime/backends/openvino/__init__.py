@@ -1,7 +1,8 @@
 """The OpenVINO backend (CPU; ``pip install 'mse-rt[openvino]'``), one concern per module:
-:mod:`.loader` (package, CPU capabilities, the ONNX file), :mod:`.rewrites` (graph rewrites in
-OpenVINO's copy), :mod:`.quantize` (the NNCF int8 recipe), :mod:`.runner` (the backend),
-:mod:`.profile` (per-node timing)."""
+:mod:`.loader` (package, CPU capabilities, the ONNX file), :mod:`.ir` (mse_rt's saved IR files:
+metadata, checksums, atomic writing), :mod:`.rewrites` (graph rewrites in OpenVINO's copy),
+:mod:`.quantize` (the NNCF int8 recipe), :mod:`.runner` (the backend), :mod:`.profile`
+(per-node timing). Writing IRs from an ONNX file: :mod:`mse_rt.export.openvino`."""
 
 from .loader import cpu_capabilities
 from .quantize import INT8_IGNORED

@@ -1,5 +1,5 @@
 """Reading what the OpenVINO backend runs: the package, this CPU's capabilities, the mse_rt
-ONNX file's metadata (config, precision, integrity checksum)."""
+ONNX file's metadata (config, precision, integrity checksum). Saved IRs: :mod:`.ir`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def cpu_capabilities() -> list[str]:
     return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
+def int8_support() -> tuple[bool, str]:
+    """(whether OpenVINO runs int8 fast on this CPU: its INT8 capability and int8 dot-product
+    instructions, :mod:`mse_rt.runtime.cpu`; a sentence saying why not)."""
+    from ...cpu import int8_dot_support
+
+    caps = cpu_capabilities()
+    dot, why = int8_dot_support()
+    if "INT8" not in caps:
+        return False, f"no INT8 support in OpenVINO (capabilities: {sorted(caps)})"
+    if dot is False:
+        return False, why
+    return True, why
+
+
 def read_onnx_meta(path: Path) -> dict[str, str]:
     try:
         import onnx
@@ -31,20 +45,22 @@ def read_onnx_meta(path: Path) -> dict[str, str]:
         raise BackendError("reading mse_rt ONNX metadata needs onnx: pip install 'mse-rt[onnx]'") from exc
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelFileError(f"cannot read {path} as ONNX: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends: a truncated or foreign file
+        raise ModelFileError(f"cannot read {path} as ONNX: truncated, damaged or not an ONNX file "
+                             "(the protobuf does not parse)") from exc
     return {p.key: p.value for p in proto.metadata_props if p.key.startswith("mse_rt.")}
 
 
-def read_mse_rt_onnx(path: Path) -> tuple[dict, dict[str, str]]:
-    """(config, mse_rt metadata) of an fp32 mse_rt ONNX file, its checksum verified;
-    :class:`BackendError` / :class:`ModelFileError` naming the file otherwise."""
+def read_mse_rt_onnx(path: Path, allow_unverified: bool = False) -> tuple[dict, dict[str, str], bool]:
+    """(config, mse_rt metadata, verified) of an fp32 mse_rt ONNX file, its checksum verified;
+    :class:`BackendError` / :class:`ModelFileError` naming the file otherwise. A file without a
+    checksum is refused unless ``allow_unverified`` (then ``verified`` is False)."""
     if not path.is_file():
-        raise BackendError(f"ONNX file not found: {path}")
+        raise ModelFileError(f"ONNX file not found: {path}")
     meta = read_onnx_meta(path)
     if "mse_rt.config" not in meta:
-        raise BackendError(f"{path} is not an mse_rt ONNX graph (no mse_rt metadata)")
-    verify_onnx_checksum(path, meta.get(CHECKSUM_KEY))
+        raise ModelFileError(f"{path} is not an mse_rt ONNX graph (no mse_rt metadata)")
+    verified = verify_onnx_checksum(path, meta.get(CHECKSUM_KEY), allow_unverified=allow_unverified)
     try:
         cfg = config_from_json(meta["mse_rt.config"])
     except ValueError as exc:
@@ -52,7 +68,7 @@ def read_mse_rt_onnx(path: Path) -> tuple[dict, dict[str, str]]:
     if meta.get("mse_rt.precision", "fp32") != "fp32":
         raise BackendError(f"{path} is a {meta['mse_rt.precision']} graph; give OpenVINO the fp32 export "
                            "(precision is chosen here)")
-    return cfg, meta
+    return cfg, meta, verified
 
 
 def resolve_precision(precision: str, caps: set[str], allow_fallback: bool) -> tuple[str, str, str]:

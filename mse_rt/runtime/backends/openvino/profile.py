@@ -58,7 +58,10 @@ def profile_backend(backend, feats, lengths, repeat: int = 3) -> list[dict]:
         layout, x = backend._feed(feats)
         n = np.ascontiguousarray(lengths.cpu().numpy(), dtype=np.int64)
         m = backend._shaped_model(*feats.shape, layout)
-        compiled = backend.core.compile_model(m, "CPU", {**backend.config, "PERF_COUNT": True})
+        # a core of its own, without the compiled-blob cache: the profile reads the runtime model as compiled
+        from .loader import import_openvino
+
+        compiled = import_openvino().Core().compile_model(m, "CPU", {**backend.config, "PERF_COUNT": True})
         request = compiled.create_infer_request()
         request.infer({"feats": x, "lengths": n})  # first pass: one-time allocations
         runs = []

@@ -1,0 +1,351 @@
+"""Saved OpenVINO IRs (``mse-rt quantize --engine openvino``): the saved int8 model gives the detections
+of the in-process model it was saved from, loads without calibration data, is refused when damaged,
+is kept in the export cache, and runs in Ray workers and a Serve endpoint without calibrating.
+
+The in-process int8 model of the golden thumos_small graph is calibrated once (module fixture, slow
+tests only) on the golden videos' own features; the fast checks (metadata, refusals, damaged files)
+use the demo's shipped int8 IR (``make demo-model``) and a float IR written here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mse_rt
+from mse_rt import BackendError, ModelFileError
+
+from golden_utils import GOLDEN, golden_videos
+
+pytest.importorskip("onnxruntime")
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+CFG, CKPT = GOLDEN / "thumos_small" / "config.yaml", GOLDEN / "thumos_small" / "ckpt.pth.tar"
+
+
+def _int8_here() -> bool:
+    from mse_rt.runtime.backends.openvino.loader import int8_support
+
+    return int8_support()[0]
+
+
+def _golden_feats() -> list[np.ndarray]:
+    return [v["data"]["feats"].T.astype(np.float32) for v in golden_videos("thumos_small")]
+
+
+@pytest.fixture(scope="module")
+def int8_pair(golden_onnx, tmp_path_factory):
+    """(in-process int8 Detector, its model saved as an IR): the one calibration of this module."""
+    if not _int8_here():
+        pytest.skip("this CPU cannot run OpenVINO int8 (no int8 dot-product instructions)")
+    from mse_rt.export.openvino import save_openvino_ir
+
+    det = mse_rt.Detector.from_openvino(golden_onnx, precision="int8", calib=_golden_feats(), cache_dir=False)
+    assert det.backend.calibrated_here
+    xml = save_openvino_ir(det.backend, tmp_path_factory.mktemp("ir") / "thumos_int8.xml")
+    return det, xml
+
+
+@pytest.fixture(scope="module")
+def fp32_ir(golden_onnx, tmp_path_factory):
+    from mse_rt.export.openvino import quantize_openvino
+
+    return quantize_openvino(golden_onnx, tmp_path_factory.mktemp("ir32") / "thumos_fp32.xml", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def shipped_ir():
+    """The demo's shipped int8 IR (mse_rt/assets/demo, written by ``make demo-model``)."""
+    from mse_rt.apps.demo import DEMO_INT8
+
+    return DEMO_INT8["openvino-int8"]
+
+
+@pytest.mark.slow
+def test_saved_int8_ir_gives_the_in_process_detections(int8_pair):
+    det, xml = int8_pair
+    saved = mse_rt.Detector.from_file(xml, cache_dir=False)
+    b = saved.backend
+    assert b.source == "ir" and b.verified and not b.calibrated_here and b.precision == "int8"
+    assert b.calibration == det.backend.calibration and b.calibration["calib_sha256"]
+    assert b.layernorm_mean_convs == det.backend.layernorm_mean_convs > 0
+    feats = _golden_feats()
+    for r_in, r_saved in zip(det.detect_batch(feats, fps=30.0), saved.detect_batch(feats, fps=30.0)):
+        assert len(r_in) == len(r_saved) > 0
+        np.testing.assert_array_equal(r_in.labels, r_saved.labels)
+        np.testing.assert_allclose(r_saved.scores, r_in.scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(r_saved.segments, r_in.segments, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_saved_ir_metadata_records_its_source(int8_pair, golden_onnx):
+    """An IR saved from an in-process int8 model records that model's source ONNX, recipe and calibration."""
+    from mse_rt.export import read_onnx_metadata
+    from mse_rt.runtime.backends.openvino.ir import read_ir_meta
+
+    _, xml = int8_pair
+    meta = read_ir_meta(xml)
+    src = read_onnx_metadata(golden_onnx)
+    assert meta["config"] == src["mse_rt.config"] and meta["source_onnx_sha256"] == src["mse_rt.file_sha256"]
+    assert meta["checkpoint_sha256"] == src["mse_rt.checkpoint_sha256"] != ""
+    assert json.loads(meta["recipe"])["bias_correction"] == "fast"
+    assert json.loads(meta["calibration"])["videos"] == len(golden_videos("thumos_small"))
+
+
+def test_ir_metadata_records_the_recipe_and_source(shipped_ir):
+    """The shipped demo IR: format, version, config, the recipe (ignored scope, full bias correction),
+    the calibration summary (32 videos of the calib set), the bundled checkpoint's sha256, and the
+    two checksums; the source ONNX's metadata that OpenVINO's reader copies in is not kept."""
+    from mse_rt.apps.demo import DEMO_CKPT
+    from mse_rt.config import config_from_json
+    from mse_rt.model.checkpoint import file_sha256
+    from mse_rt.runtime.backends.openvino import INT8_IGNORED
+    from mse_rt.runtime.backends.openvino.ir import IR_FORMAT_TAG, read_ir_meta, verify_ir
+
+    meta = read_ir_meta(shipped_ir)
+    assert verify_ir(shipped_ir) == (meta, True)
+    assert meta["format"] == IR_FORMAT_TAG and meta["precision"] == "int8" and meta["version"] == mse_rt.__version__
+    assert config_from_json(meta["config"])["model"]["input_dim"] == 32
+    assert meta["checkpoint_sha256"] == file_sha256(DEMO_CKPT) and len(meta["source_onnx_sha256"]) == 64
+    recipe, calib = json.loads(meta["recipe"]), json.loads(meta["calibration"])
+    assert recipe["ignored_scope"] == INT8_IGNORED and recipe["bias_correction"] == "full"
+    assert calib["videos"] == 32 and calib["bias_correction"] == "full" and calib["padded_lengths"]
+    assert len(calib["calib_sha256"]) == 64
+    assert len(meta["file_sha256"]) == len(meta["bin_sha256"]) == 64 and int(meta["layernorm_mean_convs"]) > 0
+    assert "<framework>" not in shipped_ir.read_text()[-20000:]
+
+
+def test_an_int8_ir_refuses_calibration_and_another_precision(shipped_ir):
+    with pytest.raises(BackendError, match="already quantized"):
+        mse_rt.Detector.from_file(shipped_ir, calib=[np.zeros((40, 32), np.float32)])
+    with pytest.raises(BackendError, match="int8 model"):
+        mse_rt.Detector.from_file(shipped_ir, precision="fp32")
+
+
+def _copy_ir(xml, dst_dir, name="m"):
+    dst = dst_dir / f"{name}.xml"
+    shutil.copyfile(xml, dst)
+    shutil.copyfile(xml.with_suffix(".bin"), dst.with_suffix(".bin"))
+    return dst
+
+
+def test_damaged_irs_are_refused_naming_the_file(shipped_ir, fp32_ir, tmp_path):
+    from mse_rt.io.integrity import IntegrityError
+
+    xml = shipped_ir
+    # an xml without its bin
+    lone = tmp_path / "lone.xml"
+    shutil.copyfile(xml, lone)
+    with pytest.raises(ModelFileError, match=r"lone\.xml: its weights file lone\.bin is missing"):
+        mse_rt.Detector.from_file(lone)
+    # the bin of another model (the fp32 IR of the golden graph)
+    other = _copy_ir(xml, tmp_path, "other")
+    shutil.copyfile(fp32_ir.with_suffix(".bin"), other.with_suffix(".bin"))
+    with pytest.raises(IntegrityError, match=r"other\.bin: not the weights of other\.xml"):
+        mse_rt.Detector.from_file(other)
+    # a truncated bin
+    cut = _copy_ir(xml, tmp_path, "cut")
+    data = cut.with_suffix(".bin").read_bytes()
+    cut.with_suffix(".bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(IntegrityError, match=rf"cut\.bin: .*{len(data) // 2} bytes"):
+        mse_rt.Detector.from_file(cut)
+    # an edited xml: one layer attribute changed, the file still well-formed
+    edited = _copy_ir(xml, tmp_path, "edited")
+    text = edited.read_text()
+    assert 'auto_broadcast="numpy"' in text
+    edited.write_text(text.replace('auto_broadcast="numpy"', 'auto_broadcast="none"', 1))
+    with pytest.raises(IntegrityError, match=r"edited\.xml: corrupt OpenVINO IR.*edited or damaged"):
+        mse_rt.Detector.from_file(edited)
+
+
+def test_an_ir_without_checksum_is_refused_unless_allowed(fp32_ir, tmp_path):
+    import re
+
+    from mse_rt.io.integrity import IntegrityError
+
+    bare = _copy_ir(fp32_ir, tmp_path, "bare")
+    text = bare.read_text()
+    bare.write_text(re.sub(r'\s*<file_sha256 value="[0-9a-f]{64}" />', "", text, count=1))
+    with pytest.raises(IntegrityError, match=r"bare\.xml: this mse_rt OpenVINO IR has no integrity checksum"):
+        mse_rt.Detector.from_file(bare)
+    det = mse_rt.Detector.from_file(bare, allow_unverified=True, cache_dir=False)
+    assert det.backend.verified is False
+
+
+def test_foreign_and_missing_irs(golden_onnx, tmp_path):
+    core = ov.Core()
+    plain = tmp_path / "plain.xml"
+    ov.save_model(core.read_model(str(golden_onnx)), str(plain))  # an IR, but not one mse_rt wrote
+    with pytest.raises(ModelFileError, match=r"plain\.xml is not an mse_rt OpenVINO IR"):
+        mse_rt.Detector.from_file(plain)
+    with pytest.raises(ModelFileError, match=r"OpenVINO IR not found: .*nope\.xml"):
+        mse_rt.Detector.from_file(tmp_path / "nope.xml")
+
+
+def test_float_ir_matches_the_onnx_and_keeps_its_precision(fp32_ir, golden_onnx):
+    a = mse_rt.Detector.from_file(fp32_ir, cache_dir=False)
+    b = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", cache_dir=False)
+    assert a.backend.precision == "fp32" and a.backend.calibration is None
+    feats = _golden_feats()[:1]  # one padded length: one compile per backend
+    for ra, rb in zip(a.detect_batch(feats, fps=30.0), b.detect_batch(feats, fps=30.0)):
+        np.testing.assert_array_equal(ra.labels, rb.labels)
+        np.testing.assert_allclose(ra.scores, rb.scores, rtol=0, atol=1e-6)
+
+
+def test_blob_cache_only_for_float32_models(fp32_ir, tmp_path):
+    """The compiled-blob cache serves float32-hint models (a second backend finds the blob); a
+    bf16-hint model does not use it (a cached blob comes back without the bf16 body marks)."""
+    from mse_rt.runtime.backends.openvino import OpenVinoBackend, cpu_capabilities
+
+    cache = tmp_path / "blobs"
+    x = _golden_feats()[0]
+    first = mse_rt.Detector.from_file(fp32_ir, cache_dir=cache)
+    first.detect(x, fps=30.0)
+    assert first.backend.cache_dir == cache and any(cache.iterdir())
+    assert OpenVinoBackend(fp32_ir, cache_dir=False).cache_dir is None
+    if "BF16" in cpu_capabilities():
+        assert OpenVinoBackend(fp32_ir, precision="bf16", cache_dir=tmp_path / "b").cache_dir is None
+
+
+@pytest.mark.slow
+def test_export_cache_keeps_the_quantized_ir(tmp_path, monkeypatch):
+    """from_checkpoint(openvino, int8): the first construction calibrates and keeps the IR, the second
+    loads it (no calibration: NNCF made unavailable), other calibration data gives another entry,
+    and a damaged entry is rebuilt with a warning naming it."""
+    if not _int8_here():
+        pytest.skip("this CPU cannot run OpenVINO int8")
+    feats = _golden_feats()
+    opts = {"precision": "int8", "calib": feats[:3], "calib_videos": 3}
+    a = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="openvino", backend_options=opts, cache_dir=tmp_path)
+    assert a.backend.source == "ir" and a.backend.verified
+    (entry,) = (tmp_path / "openvino").glob("*.xml")
+    from mse_rt.runtime.backends.openvino import quantize as ovq
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated although the cache holds the model")
+
+    with monkeypatch.context() as m:
+        m.setattr(ovq, "quantize_model", no_calibration)
+        m.setattr("mse_rt.runtime.backends.openvino.runner.quantize_model", no_calibration)
+        b = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="openvino", backend_options=opts, cache_dir=tmp_path)
+    ra, rb = a.detect_batch(feats, fps=30.0), b.detect_batch(feats, fps=30.0)
+    for x, y in zip(ra, rb):
+        np.testing.assert_array_equal(x.scores, y.scores)
+    # the calibration files' content is in the key: other data, another entry
+    from mse_rt.export.openvino import ir_cache_key
+
+    k1 = ir_cache_key("c", "{}", "int8", feats[:3], 3, "fast")
+    assert k1 == ir_cache_key("c", "{}", "int8", [f.copy() for f in feats[:3]], 3, "fast")
+    assert k1 != ir_cache_key("c", "{}", "int8", feats[1:4], 3, "fast")
+    assert k1 != ir_cache_key("c", "{}", "int8", feats[:3], 3, "full")
+    # a damaged bin: rebuilt once, with a warning naming the entry
+    data = entry.with_suffix(".bin").read_bytes()
+    entry.with_suffix(".bin").write_bytes(data[:-100])
+    with pytest.warns(RuntimeWarning, match=f"damaged.*{entry.name}"):
+        c = mse_rt.Detector.from_checkpoint(CFG, CKPT, backend="openvino", backend_options=opts, cache_dir=tmp_path)
+    assert c.backend.verified and entry.with_suffix(".bin").read_bytes() == data
+
+
+@pytest.mark.slow
+def test_cli_quantize_openvino_is_quiet_unless_verbose(demo_onnx, calib, tmp_path):
+    """`mse-rt quantize --engine openvino` (each in a fresh process, as a user runs it): an IR that
+    detect runs; NNCF's INFO lines (one per node it leaves in float) only with --verbose."""
+    args = [sys.executable, "-m", "mse_rt", "quantize", "--engine", "openvino", "--model", str(demo_onnx),
+            "--calib", str(calib), "--max-videos", "2", "--bias-correction", "fast"]
+    quiet = subprocess.run([*args, "-o", str(tmp_path / "q.xml")], capture_output=True, text=True, timeout=600)
+    loud = subprocess.run([*args, "-o", str(tmp_path / "v.xml"), "--verbose"], capture_output=True, text=True,
+                          timeout=600)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
+    assert "INFO:nncf" not in quiet.stdout + quiet.stderr and "wrote" in quiet.stdout
+    assert "INFO:nncf" in loud.stdout + loud.stderr  # so the quiet run could have shown them
+    det = mse_rt.Detector.from_file(tmp_path / "q.xml")
+    assert det.backend.calibration["videos"] == 2 and det.backend.calibration["bias_correction"] == "fast"
+    from mse_rt.apps.demo import DEMO
+    from mse_rt.io.dataset import read_dataset
+
+    assert len(det.detect(read_dataset(DEMO)[0]["feats"], fps=30.0)) > 0
+
+
+_WORKERS = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+work, xml = Path(sys.argv[1]), sys.argv[2]
+import mse_rt
+from mse_rt.serving.ray_cluster import init_ray, shutdown
+from mse_rt.serving.ray_job import detect_corpus_ray
+from mse_rt.serving.ray_serve import request_detection, serve_detector
+files = sorted((work / "feats").glob("*.npy"))
+out = {}
+r = detect_corpus_ray([work / "feats"], work / "ray.json", model_file=xml, num_actors=2, batch_size=2, fps=30.0)
+out["ray"] = {"done": r["done"], "failed": r["failed"]}
+ray = init_ray()
+
+@ray.remote
+def probe(path):
+    det = mse_rt.Detector.from_file(path)
+    return {"nncf_imported": "nncf" in sys.modules, "calibrated_here": det.backend.calibrated_here,
+            "source": det.backend.source}
+
+out["worker"] = ray.get(probe.remote(xml))
+serve_detector(port=18473, model_file=xml, max_batch=4)
+out["serve"] = {f.stem: request_detection("http://127.0.0.1:18473/detect", np.load(f), fps=30.0,
+                                          video_id=f.stem)["detections"] for f in files}
+shutdown()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_ray_workers_and_serve_run_the_saved_ir_without_calibrating(int8_pair, tmp_path):
+    """A Ray job with 2 actors and a Serve endpoint on the saved int8 IR: no calibration data exists
+    anywhere (a worker asked to calibrate would raise), a worker never imports NNCF, and the
+    detections equal the single-process run of the same file."""
+    import os
+
+    pytest.importorskip("ray")
+    _, xml = int8_pair
+    (tmp_path / "feats").mkdir()
+    feats = _golden_feats()
+    for i, f in enumerate(feats):
+        np.save(tmp_path / "feats" / f"v{i}.npy", f)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-c", _WORKERS, str(tmp_path), str(xml)]
+    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
+        # as tests/serving/test_ray.py does: Ray binds the machine's address too; a private network namespace
+        cmd = ["unshare", "--net", "bash", "-c", 'ip link set lo up && exec "$0" "$@"', *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ray"] == {"done": len(feats), "failed": {}}
+    assert out["worker"] == {"nncf_imported": False, "calibrated_here": False, "source": "ir"}
+    single = mse_rt.Detector.from_file(xml)
+    ray_res = json.loads((tmp_path / "ray.json").read_text())["results"]
+    for i, f in enumerate(feats):
+        r = single.detect(f, fps=30.0)
+        for got in (ray_res[f"v{i}"], out["serve"][f"v{i}"]):
+            assert [d["label"] for d in got] == r.labels.tolist()
+            np.testing.assert_allclose([d["score"] for d in got], r.scores, rtol=0, atol=1e-6)
+
+
+def test_cli_detect_runs_the_shipped_ir(shipped_ir, tmp_path):
+    """`mse-rt detect --model NAME.xml`: the saved int8 IR runs like an .onnx file, without calibration
+    data, and gives the detections of Detector.from_file on the same file."""
+    from mse_rt.apps.demo import DEMO
+    from mse_rt.cli import main
+    from mse_rt.runtime.backends.openvino.loader import int8_support
+
+    if not int8_support()[0]:
+        pytest.skip("this CPU cannot run OpenVINO int8")
+    feat = sorted((DEMO / "features").glob("*.npy"))[0]
+    out = tmp_path / "r.json"
+    assert main(["detect", "--model", str(shipped_ir), str(feat), "-o", str(out)]) == 0
+    got = json.loads(out.read_text())["results"][feat.stem]
+    want = mse_rt.Detector.from_file(shipped_ir).detect(np.load(feat), video_id=feat.stem)
+    assert [d["label"] for d in got] == want.labels.tolist() and len(got) > 0
+    np.testing.assert_allclose([d["score"] for d in got], want.scores, rtol=0, atol=1e-6)
