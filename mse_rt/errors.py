@@ -41,3 +41,20 @@ class ConfigWarning(UserWarning):
 
 class ExportError(MseRtError, RuntimeError):
     """Export failed or produced a graph that does not validate."""
+
+
+class SourceError(InputError):
+    """A video / frame source cannot be opened or read, or gives unusable frames; the message names the source
+    (``source``: that name)."""
+
+    def __init__(self, message: str, source: str = ""):
+        super().__init__(message)
+        self.source = source
+
+
+class SourceStalled(SourceError):
+    """No frame arrived from a (live) source within its ``timeout`` seconds (``timeout``: that bound)."""
+
+    def __init__(self, message: str, source: str = "", timeout: float | None = None):
+        super().__init__(message, source)
+        self.timeout = timeout
