@@ -25,6 +25,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.video:
+        from ..apps.pixel_demo import PIXEL_SPEC
+        from ..video.render import VideoSynthSpec, render_dataset
+
+        spec = PIXEL_SPEC if args.video == "pixel-demo" else VideoSynthSpec()
+        out = render_dataset(args.out, args.videos, args.seed, subset=args.subset, spec=spec, overwrite=args.overwrite,
+                             workers=args.workers)
+        print(f"rendered {args.videos} videos ({args.subset}, seed {args.seed}, {args.video} world) to {out}: "
+              "videos/*.mp4 + annotations.json")
+        return 0
     from ..apps.synth import write_dataset
 
     out = write_dataset(args.out, args.videos, args.seed, subset=args.subset, overwrite=args.overwrite)
@@ -64,13 +74,18 @@ def register(sub) -> None:
                         "also eager-fp32, onnxruntime-fp32)")
     m.add_argument("--pixel-threads", type=positive_int, default=None, help="backbone CPU threads (default: the backend's)")
     m.set_defaults(fn=_cmd_demo)
-    y = sub.add_parser("synth", help="write a synthetic TAD dataset (features + ActivityNet JSON)")
+    y = sub.add_parser("synth", help="write a synthetic TAD dataset (features, or rendered videos with --video; "
+                                      "ActivityNet JSON)")
     y.add_argument("--out", required=True)
     y.add_argument("--videos", type=positive_int, default=64)
     y.add_argument("--seed", type=nonneg_int, default=0)
     y.add_argument("--subset", default="training")
     y.add_argument("--overwrite", action="store_true",
                    help="replace the dataset in a non-empty --out folder (its annotations.json and features/*.npy)")
+    y.add_argument("--video", nargs="?", const="default", default=None, choices=("default", "pixel-demo"),
+                   help="render H.264 videos (320x240, 30 fps; five motion classes) instead of features: the "
+                        "renderer's default world, or the pixel demo's (larger shapes, one distractor)")
+    y.add_argument("--workers", type=positive_int, default=1, help="with --video: render processes")
     y.set_defaults(fn=_cmd_synth)
 
     t = sub.add_parser("train", help="train MSE-TAD with the reference recipe (small scale, CPU)")

@@ -112,3 +112,29 @@ def test_an_unwritable_folder_is_a_typed_error(tmp_path, capsys, monkeypatch):
     assert main(["synth", "--out", str(ro), "--videos", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot write dataset folder {ro}: Permission denied" in err
+
+
+def test_synth_video_renders_with_the_chosen_world(tmp_path, monkeypatch, capsys):
+    """``synth --video`` hands the renderer the world asked for (the renderer itself is tested in
+    tests/video/test_render.py; rendering real videos here would cost seconds each)."""
+    import mse_rt.video.render as render
+    from mse_rt.apps.pixel_demo import PIXEL_SPEC
+
+    calls = []
+
+    def fake_render(out, n, seed, **kw):
+        calls.append((out, n, seed, kw))
+        return pathlib.Path(out)
+
+    monkeypatch.setattr(render, "render_dataset", fake_render)
+    assert main(["synth", "--video", "--out", str(tmp_path / "a"), "--videos", "3", "--seed", "4"]) == 0
+    assert main(["synth", "--video", "pixel-demo", "--out", str(tmp_path / "b"), "--videos", "2", "--seed", "5",
+                 "--subset", "validation", "--workers", "2", "--overwrite"]) == 0
+    (_, n1, s1, kw1), (_, n2, s2, kw2) = calls
+    assert (n1, s1, n2, s2) == (3, 4, 2, 5)
+    assert kw1["spec"] == render.VideoSynthSpec() and kw2["spec"] == PIXEL_SPEC
+    assert kw2["subset"] == "validation" and kw2["workers"] == 2 and kw2["overwrite"] is True
+    assert "rendered 2 videos" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--video", "other", "--out", str(tmp_path / "c")])
+    assert e.value.code == 2 and "invalid choice: 'other'" in capsys.readouterr().err
