@@ -54,7 +54,10 @@ def detect_file_batch(det, files: Sequence[str | Path], ids: Sequence[str], fps=
         durations.append(duration)
     if feats:
         try:
-            results = det.detect_batch(feats, fps=fps, durations=durations, video_ids=[out[i].video_id for i in good])
+            # durations only when a loader knew them: a detector_factory object of the Ray job may
+            # implement the older detect_batch(feats, fps, video_ids) contract
+            extra = {"durations": durations} if any(d is not None for d in durations) else {}
+            results = det.detect_batch(feats, fps=fps, video_ids=[out[i].video_id for i in good], **extra)
         except MseRtError as exc:
             for i in good:
                 out[i].error = str(exc)
