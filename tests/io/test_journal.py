@@ -132,6 +132,17 @@ def test_an_interrupt_during_append_lands_after_it(tmp_path, monkeypatch):
         real(self, text[len(text) // 2:])
 
     monkeypatch.setattr(Journal, "_write", write_interrupted)
+    # Python's own SIGINT handler, as in the CLI (a pytest-xdist worker process runs with another one)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_during_append(out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_during_append(out):
+    import signal
+
     with Journal.open(out, KEY) as j:
         with pytest.raises(KeyboardInterrupt):
             j.append([("a", DETS, [1, 2])])

@@ -24,6 +24,17 @@ _spec = importlib.util.spec_from_file_location("video_pipeline_helpers", HERE / 
 H = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(H)  # registers the "stub-64" backbone
 
+
+
+@pytest.fixture(autouse=True)
+def _stub_is_this_copy(monkeypatch):
+    """pytest also imports test_pipeline.py, whose import registers its own "stub-64"; tests here
+    patch H.StubBackbone, so H's factory must be the registered one while they run."""
+    from mse_rt.video.registry import BACKBONES
+
+    monkeypatch.setitem(BACKBONES, "stub-64", H._stub_factory)
+
+
 STUB = ["extract-features", "--backbone", "stub-64", "--spatial", "resize", "--size", "32", "--fps", "30", "-q"]
 
 
