@@ -6,8 +6,18 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# `make test` runs two pytest-xdist workers on a 2-core machine: one torch / OpenMP thread each,
+# and no OpenMP spin-waiting (a spinning worker starves the other one; docs/cpu_precisions.md).
+# Set before torch is imported; a test that measures threads sets its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Triton kernels run in Triton's CPU interpreter unless a CUDA GPU is present (set before any
 # test module imports triton).

@@ -245,23 +245,24 @@ def test_pixel_demo_rejects_bad_requests(tmp_path):
 @pytest.mark.slow
 def test_pixel_demo_end_to_end(tmp_path, capsys):
     """The CLI's pixel part through the real chain (render -> decode -> I3D in OpenVINO bf16 -> eager TAD) on
-    two held-out videos; their mAP, computed here from the written results, is far above chance."""
+    the first held-out video (one keeps it to ~30 s); its mAP, computed here from the written results, is far
+    above chance (fp32 features: 69.2 on this video, docs/pixel_demo.md)."""
     from mse_rt.cli import main
     from mse_rt.eval import THUMOS_TIOUS, evaluate
 
     pytest.importorskip("openvino")
     if pixel_variant_unavailable("openvino-bf16"):
         pytest.skip(pixel_variant_unavailable("openvino-bf16"))
-    assert main(["demo", "--pixels-only", "--pixel-videos", "2", "--pixel-variants", "openvino-bf16",
+    assert main(["demo", "--pixels-only", "--pixel-videos", "1", "--pixel-variants", "openvino-bf16",
                  "--pixel-threads", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "openvino-bf16 / eager" in out and "ground truth reproduced" in out
     assert (tmp_path / "pixel_timeline.png").read_bytes()[:4] == b"\x89PNG"
     shipped = json.loads(pd.PIXEL_GT.read_text())["database"]
-    gt = {"database": {v: shipped[v] for v in ("pixel_2_0000", "pixel_2_0001")}}
+    gt = {"database": {v: shipped[v] for v in ("pixel_2_0000",)}}
     ev = evaluate(tmp_path / "pixel_results_openvino-bf16.json", gt, THUMOS_TIOUS)
     # chance is near 0
-    assert ev.average * 100 > FLOOR_2_VIDEOS
+    assert ev.average * 100 > FLOOR_MAP
 
 
 def pixel_variant_unavailable(name: str) -> str:
@@ -270,7 +271,7 @@ def pixel_variant_unavailable(name: str) -> str:
     return backbone_variants()[name]
 
 
-FLOOR_2_VIDEOS = 35.0  # measured 62 on these two (docs/pixel_demo.md)
+FLOOR_MAP = 35.0  # the first held-out video: 69.2 from fp32 features (docs/pixel_demo.md)
 
 
 def test_train_model_ships_the_final_weights(tmp_path, monkeypatch):

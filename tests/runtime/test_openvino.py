@@ -65,17 +65,20 @@ def test_openvino_precisions_on_the_demo(demo_onnx, fp32_map, precision):
 
 @pytest.mark.slow
 def test_openvino_int8_recipe_in_process_on_the_demo(demo_onnx, calib, fp32_map):
-    """The int8 recipe calibrated here (full bias correction, the 32-video ``calib`` set): its
-    structure and its demo mAP within 0.5 point of fp32 (what the shipped IR was made with)."""
+    """The default in-process int8 recipe (fast bias correction, the 32-video ``calib`` set): its
+    structure and its demo mAP within 0.75 point of fp32. Fast bias correction ranged 84.27-84.98
+    over 7 calibration sets (fp32 84.90; docs/decisions.md bias-correction): 0.75 covers that
+    spread. The 0.5-point bar belongs to full bias correction, which made the shipped IR (tested on
+    that file in test_openvino_precisions_on_the_demo; calibrating it here cost ~150 s)."""
     from mse_rt.runtime.backends.openvino.loader import int8_support
 
     if not int8_support()[0]:
         pytest.skip("this CPU cannot run OpenVINO int8")
-    det = mse_rt.Detector.from_openvino(demo_onnx, precision="int8", calib=[calib], bias_correction="full")
-    assert det.backend.calibration["bias_correction"] == "full" and det.backend.calibrated_here
+    det = mse_rt.Detector.from_openvino(demo_onnx, precision="int8", calib=[calib])
+    assert det.backend.calibration["bias_correction"] == "fast" and det.backend.calibrated_here
     _check_int8_structure(det)
     m = demo_map(det)
-    assert abs(m - fp32_map) <= 0.005, f"OpenVINO int8 mAP {m:.4f} vs fp32 {fp32_map:.4f}"
+    assert abs(m - fp32_map) <= 0.0075, f"OpenVINO int8 mAP {m:.4f} vs fp32 {fp32_map:.4f}"
 
 
 def test_openvino_fp32_matches_eager_on_golden(golden_onnx):

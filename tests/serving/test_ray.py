@@ -34,13 +34,26 @@ def _isolated(cmd: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    work = tmp_path_factory.mktemp("scale")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.run(_isolated([sys.executable, str(SCENARIO), str(work), str(N_VIDEOS)]), capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return work, json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run once per test session even when pytest-xdist hands these tests to both workers: the
+    first worker runs it under a lock in the folder the workers share, the other reads its summary."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    work = root / "ray_scale_scenario"
+    with open(root / "ray_scale_scenario.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = work / "summary.json"
+        if not summary.is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+            env.pop("TRITON_INTERPRET", None)
+            proc = subprocess.run(_isolated([sys.executable, str(SCENARIO), str(work), str(N_VIDEOS)]),
+                                  capture_output=True, text=True, env=env, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            summary.write_text(proc.stdout.strip().splitlines()[-1])
+        return work, json.loads(summary.read_text())
 
 
 def _load(path):
@@ -110,8 +123,9 @@ def test_the_driver_refuses_a_bad_model_before_ray_starts(tmp_path, monkeypatch)
     import torch
 
     import mse_rt.serving.ray_job as job
-    from golden_utils import GOLDEN
     from mse_rt import CheckpointError
+
+    from golden_utils import GOLDEN
 
     cfg = GOLDEN / "thumos_small" / "config.yaml"
     legacy = tmp_path / "legacy.pth"
