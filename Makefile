@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml CMakeLists.txt kernels/nms_cpu.cpp
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mse-rt demo
+	$(VENV)/bin/mse-rt demo --pixels
 
 # The whole suite (what CI runs); independent test files run on both cores (pytest-xdist).
 test: $(STAMP)

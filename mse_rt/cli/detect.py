@@ -188,7 +188,8 @@ def register(sub) -> None:
     d = sub.add_parser("detect", help="detect actions in feature files (.npy, (T, C) time-first)")
     d.add_argument("--config", help="reference YAML config")
     d.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
-    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .xml OpenVINO IR, .engine)")
+    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .xml OpenVINO IR, "
+                                   ".engine)")
     d.add_argument("--allow-slow-int8", action="store_true",
                    help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
     d.add_argument("--allow-unverified-model", action="store_true",
