@@ -64,3 +64,23 @@ def float_in(low: float, high: float, what: str = "a number"):
 
 # --fps of every command: the range the API enforces (docs/spec/units.md)
 frame_rate = float_in(*FPS_RANGE, what="a frame rate (frames per second)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, model_help: str | None = None, slow_int8: bool = True,
+                        runtime: bool = True) -> None:
+    """The model choice every running command shares: ``--config`` + ``--ckpt``, or ``--model FILE``;
+    the integrity opt-outs (:mod:`mse_rt.io.integrity`); ``runtime``: ``--backend`` / ``--device``."""
+    p.add_argument("--config", help="reference YAML config")
+    p.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
+    p.add_argument("--model", help=model_help or "a deployable model file instead of config + checkpoint (.onnx, "
+                                                 ".xml OpenVINO IR, .engine)")
+    if slow_int8:
+        p.add_argument("--allow-slow-int8", action="store_true",
+                       help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
+    p.add_argument("--allow-unverified-model", action="store_true",
+                   help="run an mse_rt model file (ONNX, OpenVINO IR) that carries no integrity checksum")
+    p.add_argument("--allow-unverified-checkpoint", action="store_true",
+                   help="accept a legacy (non-zip) checkpoint, which carries no checksum")
+    if runtime:
+        p.add_argument("--backend", default="eager")
+        p.add_argument("--device", default="cpu")

@@ -7,7 +7,7 @@ import sys
 import time
 
 from ..errors import MseRtError
-from .args import frame_rate, nonneg_int, positive_int
+from .args import add_model_arguments, frame_rate, nonneg_int, positive_int
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -186,16 +186,7 @@ def _detect_ray(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     d = sub.add_parser("detect", help="detect actions in feature files (.npy, (T, C) time-first)")
-    d.add_argument("--config", help="reference YAML config")
-    d.add_argument("--ckpt", help="reference checkpoint (.pth.tar)")
-    d.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .xml OpenVINO IR, "
-                                   ".engine)")
-    d.add_argument("--allow-slow-int8", action="store_true",
-                   help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
-    d.add_argument("--allow-unverified-model", action="store_true",
-                   help="run an mse_rt ONNX file that carries no integrity checksum")
-    d.add_argument("--allow-unverified-checkpoint", action="store_true",
-                   help="accept a legacy (non-zip) checkpoint, which carries no checksum")
+    add_model_arguments(d, runtime=False)
     d.add_argument("--fps", type=frame_rate, default=None, help="video frame rate (default: dataset.default_fps)")
     d.add_argument("--backend", default="eager")
     d.add_argument("--device", default="cpu")

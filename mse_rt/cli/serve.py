@@ -7,7 +7,7 @@ import sys
 import time
 
 from ..errors import MseRtError
-from .args import int_at_least, positive_int
+from .args import add_model_arguments, int_at_least, positive_int
 
 
 def port_number(text: str) -> int:
@@ -48,16 +48,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     sv = sub.add_parser("serve", help="HTTP endpoint (Ray Serve) on 127.0.0.1: POST features, get detections")
-    sv.add_argument("--config")
-    sv.add_argument("--ckpt")
-    sv.add_argument("--model", help="a deployable model file instead of config + checkpoint (.onnx, .xml "
-                                           "OpenVINO IR, .engine)")
-    sv.add_argument("--allow-unverified-model", action="store_true",
-                    help="serve an mse_rt ONNX file that carries no integrity checksum")
-    sv.add_argument("--allow-unverified-checkpoint", action="store_true",
-                    help="accept a legacy (non-zip) checkpoint, which carries no checksum")
-    sv.add_argument("--backend", default="eager")
-    sv.add_argument("--device", default="cpu")
+    add_model_arguments(sv, slow_int8=False)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535")
     sv.add_argument("--replicas", type=positive_int, default=1)

@@ -8,7 +8,7 @@ import time
 
 from ..errors import MseRtError
 from ..video.live_types import DEFAULT_THREADS
-from .args import float_in, frame_rate, nonneg_int, positive_float, positive_int, unit_float
+from .args import add_model_arguments, float_in, frame_rate, nonneg_int, positive_float, positive_int, unit_float
 
 # --speed: playback speed factor of --realtime (beyond it the waits overflow or vanish)
 SPEED_RANGE = (1e-3, 1e3)
@@ -174,17 +174,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     st = sub.add_parser("stream", help="play feature files as live streams; print detections as they become final")
-    st.add_argument("--config")
-    st.add_argument("--ckpt")
-    st.add_argument("--model", help="a deployable model file (.onnx, .xml OpenVINO IR, .engine)")
-    st.add_argument("--allow-slow-int8", action="store_true",
-                   help="run an int8 ONNX graph on a CPU without int8 dot-product instructions (VNNI)")
-    st.add_argument("--allow-unverified-model", action="store_true",
-                    help="run an mse_rt ONNX file that carries no integrity checksum")
-    st.add_argument("--allow-unverified-checkpoint", action="store_true",
-                    help="accept a legacy (non-zip) checkpoint, which carries no checksum")
-    st.add_argument("--backend", default="eager")
-    st.add_argument("--device", default="cpu")
+    add_model_arguments(st)
     st.add_argument("--fps", type=frame_rate, default=None, help="video frame rate (default: dataset.default_fps)")
     st.add_argument("--lag", type=nonneg_int, default=8, help="steps after a predicted end before it is final")
     st.add_argument("--hop", type=positive_int, default=4, help="steps between model runs (and per push)")
