@@ -306,7 +306,13 @@ def _interrupts_deferred() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         for s in pending:
-            os.kill(os.getpid(), s)
+            handler = previous[s]
+            if callable(handler):
+                # a Python handler runs here, synchronously: os.kill may deliver the signal to another
+                # thread (OpenMP / OpenVINO pools), and Python would act on it only a moment later
+                handler(s, None)
+            else:
+                os.kill(os.getpid(), s)  # SIG_DFL / SIG_IGN: what the process would have done
 
 
 def read_journal(path: str | Path) -> dict[str, list]:
