@@ -287,8 +287,8 @@ def test_sigterm_in_process_is_an_interrupt_and_the_handler_is_restored(tmp_path
     def term_second(self, *a, **k):
         n["calls"] += 1
         if n["calls"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)  # the handler raises in here
+            signal.raise_signal(signal.SIGTERM)  # to this thread (os.kill may land on a library's thread)
+            time.sleep(1)  # the handler raises by here
         return real(self, *a, **k)
 
     monkeypatch.setattr(mse_rt.Detector, "detect_batch", term_second)
