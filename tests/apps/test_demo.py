@@ -18,6 +18,7 @@ def held_out():
     return read_dataset(DEMO, subset="validation")
 
 
+@pytest.mark.slow
 def test_demo_model_map_on_every_cpu_backend(held_out, tmp_path_factory):
     scores = {}
     for backend, why in available_backends().items():
@@ -33,6 +34,7 @@ def test_demo_model_map_on_every_cpu_backend(held_out, tmp_path_factory):
         np.testing.assert_allclose(ev.mAP, scores["eager"].mAP, atol=1e-3, err_msg=backend)
 
 
+@pytest.mark.slow
 def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from golden_utils import GOLDEN
 
 
+@pytest.mark.slow
 def test_compare_reports_agreement_on_golden_videos(tmp_path, capsys):
     """int8 vs eager fp32 on the golden thumos_small videos: the documented detection tolerance."""
     from mse_rt.apps.variants import build_variants, compare_results

@@ -44,6 +44,7 @@ def test_check_onnx_on_an_empty_file(tmp_path, capsys):
     assert "holds no ONNX graph" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_benchmark_writes_json_and_markdown(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     j, md = tmp_path / "b.json", tmp_path / "b.md"
@@ -70,6 +71,7 @@ def test_gemm_peaks_are_measured_per_precision():
         gemm_peak("fp8")
 
 
+@pytest.mark.slow
 def test_compare_with_ground_truth(capsys):
     pytest.importorskip("onnxruntime")
     assert main(["compare", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "--variants", "onnxruntime",

@@ -17,6 +17,7 @@ from golden_utils import demo_map
 pytest.importorskip("onnxruntime")
 
 
+@pytest.mark.slow
 def test_int8_onnx_keeps_demo_map_and_records_its_recipe(demo_onnx, calib, fp32_map, tmp_path):
     from mse_rt.export import read_onnx_metadata
     from mse_rt.export.quantize import quantize_onnx
@@ -62,6 +63,7 @@ def test_quantize_refuses_bad_calibration(demo_onnx, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
+@pytest.mark.slow
 def test_cli_quantize(demo_onnx, calib, tmp_path, capsys):
     from mse_rt.cli import main
 

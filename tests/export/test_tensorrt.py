@@ -42,6 +42,7 @@ def fp16_files(tmp_path_factory):
                               precision="fp16") for name in ("thumos_small", "anet_small")}
 
 
+@pytest.mark.slow
 def test_check_onnx_golden_graphs(onnx_files, fp16_files, capsys):
     paths = [*onnx_files.values(), *fp16_files.values()]
     for p in paths:
@@ -52,6 +53,7 @@ def test_check_onnx_golden_graphs(onnx_files, fp16_files, capsys):
     assert "compatible with TensorRT 10" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["thumos_i3d", "anet_tsp", "hacs_slowfast"])
 def test_check_onnx_published_configs(name, tmp_path):
     """The three published configs (random weights), fp32 and fp16 graphs."""
@@ -148,6 +150,7 @@ def test_engine_profiles(name, c, t_max):
         engine_profiles(cfg, max_batch=0)
 
 
+@pytest.mark.slow
 def test_fp16_graph_accuracy_on_golden(fp16_files, capsys):
     """fp16 ONNX graph (ONNX Runtime, CPU) vs eager fp32 on the golden videos: counts and the
     top detections agree closely; the differences are printed for the note."""

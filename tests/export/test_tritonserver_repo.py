@@ -125,6 +125,7 @@ def test_python_backend_reproduces_golden_detections(repo, monkeypatch):
                     f"triton post {v['video_id']}")
 
 
+@pytest.mark.slow
 def test_python_backend_network_then_post_reproduce_golden(tmp_path, monkeypatch):
     """--triton-net python: the network's Python-backend model (ONNX Runtime inside) feeding the
     post-processing model gives the golden detections; its config names the python backend."""

@@ -72,6 +72,7 @@ def test_onnx_checksum_names_the_problem(onnx_files, tmp_path):
         mse_rt.Detector.from_onnx(bad)
 
 
+@pytest.mark.slow
 def test_damaged_cache_entry_is_rebuilt(tmp_path, onnx_files):
     cache = tmp_path / "cache"
     entry = _entry_for(cache)  # an export of the same (config, checkpoint) is a valid entry

@@ -29,8 +29,14 @@ def _golden_cases(max_n: int):
     return [n for n in names if len(z[n + "_scores"]) <= max_n]
 
 
+def _golden_params():
+    """Every batched case; the large ones (over 500 candidates: seconds each in the interpreter) `slow`."""
+    small = set(_golden_cases(500))
+    return [pytest.param(c, marks=() if c in small else pytest.mark.slow) for c in _golden_cases(10**9)]
+
+
 # every batched case of golden/nms.npz (0 to 1500 candidates, soft / hard, multiclass / agnostic)
-@pytest.mark.parametrize("case", _golden_cases(10**9))
+@pytest.mark.parametrize("case", _golden_params())
 def test_golden_cases(case):
     z = np.load(GOLDEN / "nms.npz")
     cfg = _cfg(*z[case + "_params"].tolist())

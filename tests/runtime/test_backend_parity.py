@@ -42,7 +42,9 @@ BACKEND_FACTORIES = {"eager": _eager, "onnxruntime": _onnxruntime, "triton": _tr
 INTERPRETED = {"triton"} if not torch.cuda.is_available() else set()
 
 
-@pytest.fixture(scope="module", params=[(b, c) for b in BACKEND_FACTORIES for c in GOLDEN_CONFIGS],
+# the interpreted Triton cases take tens of seconds each: `slow` (make test runs them, test-fast not)
+@pytest.fixture(scope="module", params=[pytest.param((b, c), marks=pytest.mark.slow if b in INTERPRETED else ())
+                                        for b in BACKEND_FACTORIES for c in GOLDEN_CONFIGS],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def backend_case(request, onnx_files):
     backend, name = request.param

@@ -34,6 +34,7 @@ def no_vnni(monkeypatch):
     monkeypatch.setattr(cpu, "cpu_flags", lambda *a, **k: {"sse2", "avx", "avx2", "fma"})
 
 
+@pytest.mark.slow
 def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
     """No silent slow int8: OpenVINO int8 falls back to its float path only when asked (and says
     so; same outputs as that float path), an int8 ONNX graph runs on ONNX Runtime only when asked."""

@@ -33,6 +33,7 @@ def _check_int8_structure(det):
     assert trunk and all(op.input_value(0).get_node().get_type_name() == "FakeQuantize" for op in trunk)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_openvino_precisions_on_the_demo(demo_onnx, fp32_map, precision):
     """fp32 / bf16 from the ONNX file; int8 from the demo's shipped IR (``make demo-model``: the
@@ -157,6 +158,7 @@ def test_openvino_errors(demo_onnx, tmp_path):
                                       bias_correction="slow")
 
 
+@pytest.mark.slow
 def test_openvino_runs_the_body_in_bf16(demo_onnx, monkeypatch):
     """With a bf16 hint, no element-wise node of the backbone / neck stays float32 (the plugin's
     graph-tail rule took in the whole residual stream before the body was marked), while the decode
@@ -190,6 +192,7 @@ def test_openvino_runs_the_body_in_bf16(demo_onnx, monkeypatch):
     assert len(unmarked["body"]) > 10, unmarked
 
 
+@pytest.mark.slow
 def test_openvino_marked_body_under_the_throughput_hint(demo_onnx):
     """The marks compile on several streams at once: stored as strings, the plugin's concurrent
     string-to-bool reads crashed the process ("pure virtual method called", 3 of 3 runs here);
@@ -300,6 +303,7 @@ def test_layernorm_mean_rewrite_on_small_graphs():
 
 @pytest.mark.parametrize("kind", ["openvino", "openvino-throughput", "onnxruntime",
                                   pytest.param("eager", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_one_detector_shared_by_four_threads(golden_onnx, kind):
     """One Detector, 4 threads, 3 calls each (single videos and batches of the 6 golden videos, 3
     padded lengths, compiled while the threads race for them): every result equals the serial one

@@ -187,6 +187,7 @@ def test_foreign_and_missing_irs(golden_onnx, tmp_path):
         mse_rt.Detector.from_file(tmp_path / "nope.xml")
 
 
+@pytest.mark.slow
 def test_float_ir_matches_the_onnx_and_keeps_its_precision(fp32_ir, golden_onnx):
     a = mse_rt.Detector.from_file(fp32_ir, cache_dir=False)
     b = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", cache_dir=False)
@@ -333,6 +334,7 @@ def test_ray_workers_and_serve_run_the_saved_ir_without_calibrating(int8_pair, t
             np.testing.assert_allclose([d["score"] for d in got], r.scores, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_detect_runs_the_shipped_ir(shipped_ir, tmp_path):
     """`mse-rt detect --model NAME.xml`: the saved int8 IR runs like an .onnx file, without calibration
     data, and gives the detections of Detector.from_file on the same file."""

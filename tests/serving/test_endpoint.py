@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from golden_utils import GOLDEN, match_detections  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ray Serve starts in each test module
+
 CFG = GOLDEN / "thumos_small" / "config.yaml"
 CKPT = GOLDEN / "thumos_small" / "ckpt.pth.tar"
 

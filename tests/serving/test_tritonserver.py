@@ -20,7 +20,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tritonclient.grpc")
 NAME = "thumos_small"
 SERVER = find_bundled_tritonserver()
-pytestmark = pytest.mark.skipif(SERVER is None, reason="no bundled tritonserver (pip install --no-deps nvidia-pytriton)")
+pytestmark = [pytest.mark.slow,  # a tritonserver process
+              pytest.mark.skipif(SERVER is None, reason="no bundled tritonserver (pip install --no-deps nvidia-pytriton)")]
 
 
 def test_ensemble_on_tritonserver_gives_golden_detections(tmp_path):

@@ -45,6 +45,7 @@ def _cat(outs):
     return segs, scores, labels
 
 
+@pytest.mark.slow
 def test_final_detections_respect_the_lag_and_are_never_repeated(det):
     (feats, _, _), = _videos(1, 5)
     lag = 8
@@ -58,6 +59,7 @@ def test_final_detections_respect_the_lag_and_are_never_repeated(det):
     assert len(keys) == len(scores), "a final detection was reported twice"
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_the_result(det):
     (feats, _, _), = _videos(1, 6)
     a = _cat(_play_single(det, feats, chunk=4))
@@ -65,6 +67,7 @@ def test_chunking_does_not_change_the_result(det):
     match_detections(*a, *b, "chunk 37 vs chunk 4", score_tol=1e-6, seg_tol=1e-4)
 
 
+@pytest.mark.slow
 def test_pool_equals_streams_run_alone(det):
     vids = [v[0] for v in _videos(3, 7)]
     alone = [_cat(_play_single(det, f, chunk=4)) for f in vids]
@@ -88,6 +91,7 @@ def test_pool_equals_streams_run_alone(det):
         match_detections(*_cat(got[i]), *alone[i], f"stream {i} in a pool vs alone")
 
 
+@pytest.mark.slow
 def test_low_lag_accuracy_close_to_offline(det):
     """The acceptance bar of the streaming issue, on 3 held-out streams: lag 8 within 3 mAP points."""
     spec = SyntheticSpec(min_len=600, max_len=1024)  # the benchmark's streams (seed 31), first 3
@@ -107,6 +111,7 @@ def test_low_lag_accuracy_close_to_offline(det):
     assert m_live >= m_off - 0.03, f"lag 8: mAP {m_live:.4f} vs offline {m_off:.4f}"
 
 
+@pytest.mark.slow
 def test_in_progress_events_are_separate_and_provisional(det):
     (feats, segs, labels), = _videos(1, 8)
     s = StreamingDetector(det, hop=4, lag=8, fps=30.0, provisional_min_score=0.2)
@@ -124,6 +129,7 @@ def test_in_progress_events_are_separate_and_provisional(det):
     assert s.in_progress is None
 
 
+@pytest.mark.slow
 def test_memory_is_flat_over_20000_pushes(det):
     pool = StreamPool(det, hop=64, lag=8)
     pool.add("a", fps=30.0)

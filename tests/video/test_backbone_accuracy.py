@@ -14,6 +14,8 @@ import pytest
 
 from mse_rt.video import load_backbone
 
+pytestmark = pytest.mark.slow  # I3D exports and OpenVINO compiles at 224
+
 FP32_ATOL = 1e-4
 # floors (measured values are higher: docs/video.md); a regression in the recipe or the graph shows here
 BF16_COS, BF16_TOP5 = 0.999, 0.9
