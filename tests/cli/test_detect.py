@@ -275,27 +275,41 @@ def test_ctrl_c_keeps_an_earlier_results_file_and_the_next_run_resumes(tmp_path,
     assert list(resumed) == [f.stem for f in files]
 
 
-def test_sigterm_in_process_is_an_interrupt_and_the_handler_is_restored(tmp_path, capsys, monkeypatch):
-    import mse_rt
+_SIGTERM_IN_PROCESS = r"""
+import json, signal, sys, time
+import mse_rt
+from mse_rt.cli import main
+real = mse_rt.Detector.detect_batch
+n = {"calls": 0}
+def term_second(self, *a, **k):
+    n["calls"] += 1
+    if n["calls"] == 2:
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(1)  # the handler raises by here
+    return real(self, *a, **k)
+mse_rt.Detector.detect_batch = term_second
+before = signal.getsignal(signal.SIGTERM)
+rc = main(json.loads(sys.argv[1]))
+print(json.dumps({"rc": rc, "restored": signal.getsignal(signal.SIGTERM) is before}))
+"""
+
+
+def test_sigterm_in_process_is_an_interrupt_and_the_handler_is_restored(tmp_path):
+    """SIGTERM inside `main` (as a scheduler stops a job) is an interrupt: exit 143, the earlier
+    results file unchanged, the finished video named, SIGTERM's handler put back. Run in a fresh
+    interpreter: a test worker's signal state is not the CLI's (an xdist worker died on it)."""
+    import subprocess
+    import sys
 
     files = _short_files(tmp_path / "f", 2)
     out = tmp_path / "r.json"
     before = _earlier_results(out)
-    real = mse_rt.Detector.detect_batch
-    n = {"calls": 0}
-
-    def term_second(self, *a, **k):
-        n["calls"] += 1
-        if n["calls"] == 2:
-            signal.raise_signal(signal.SIGTERM)  # to this thread (os.kill may land on a library's thread)
-            time.sleep(1)  # the handler raises by here
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(mse_rt.Detector, "detect_batch", term_second)
-    handler = signal.getsignal(signal.SIGTERM)
-    assert main([*DETECT, "--batch", "1", "-o", str(out), *map(str, files)]) == 143
-    assert signal.getsignal(signal.SIGTERM) is handler
-    assert "the 1 finished videos are kept" in capsys.readouterr().err and _sha(out) == before
+    argv = [*DETECT, "--batch", "1", "-o", str(out), *map(str, files)]
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_IN_PROCESS, json.dumps(argv)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rc": 143, "restored": True}
+    assert "the 1 finished videos are kept" in proc.stderr and _sha(out) == before
 
 
 def test_a_journal_of_another_run_is_refused(tmp_path, capsys, monkeypatch):
