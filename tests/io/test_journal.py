@@ -117,37 +117,42 @@ def test_non_finite_detections_are_not_journaled(tmp_path):
     assert not journal_path(out).exists()
 
 
-def test_an_interrupt_during_append_lands_after_it(tmp_path, monkeypatch):
-    """Ctrl-C (or SIGTERM through the CLI) in the middle of writing a line: the line is completed and
-    counted, then the interrupt is raised."""
-    import signal
-
-    out = tmp_path / "r.json"
-    real = Journal._write
-
-    def write_interrupted(self, text):
-        real(self, text[:len(text) // 2])
-        signal.raise_signal(signal.SIGINT)  # to this thread (os.kill may land on a library's thread)
-        real(self, text[len(text) // 2:])
-
-    monkeypatch.setattr(Journal, "_write", write_interrupted)
-    # Python's own SIGINT handler, as in the CLI (a pytest-xdist worker process runs with another one)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+_INTERRUPT_DURING_APPEND = r"""
+import json, signal, sys
+from pathlib import Path
+from mse_rt.io.journal import Journal, journal_path, read_journal
+out, key, dets = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+real = Journal._write
+def write_interrupted(self, text):
+    real(self, text[:len(text) // 2])
+    signal.raise_signal(signal.SIGINT)
+    real(self, text[len(text) // 2:])
+Journal._write = write_interrupted
+raised = False
+with Journal.open(out, key) as j:
     try:
-        _interrupt_during_append(out)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        j.append([("a", dets, [1, 2])])
+    except KeyboardInterrupt:
+        raised = True
+    state = {"raised": raised, "new": sorted(j.new), "done": j.done}
+state["read"] = read_journal(journal_path(out))
+state["handler_restored"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+print(json.dumps(state))
+"""
 
 
-def _interrupt_during_append(out):
-    import signal
+def test_an_interrupt_during_append_lands_after_it(tmp_path):
+    """Ctrl-C (or SIGTERM through the CLI) in the middle of writing a line: the line is completed and
+    counted, then the interrupt is raised. Run in a fresh interpreter: a test worker's signal state
+    is not a CLI process's (an xdist worker died on the in-process form)."""
+    import subprocess
+    import sys
 
-    with Journal.open(out, KEY) as j:
-        with pytest.raises(KeyboardInterrupt):
-            j.append([("a", DETS, [1, 2])])
-        assert j.new == {"a"} and j.done == {"a": DETS}
-    assert read_journal(journal_path(out)) == {"a": DETS}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_DURING_APPEND, str(tmp_path / "r.json"), json.dumps(KEY),
+                           json.dumps(DETS)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert state == {"raised": True, "new": ["a"], "done": {"a": DETS}, "read": {"a": DETS}, "handler_restored": True}
 
 
 def test_a_journal_without_header_is_refused(tmp_path):
