@@ -21,6 +21,7 @@ bounded by ``max_batch`` clips of activations), and is made loadable by name wit
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from .i3d import FEATURE_DIM, NUM_CLASSES, logits_defined
 __all__ = ["Backbone", "I3dBackbone", "check_clip_shape"]
 
 
-class Backbone:
+class Backbone(abc.ABC):
     """Frames -> clip features: the contract every backbone follows (module docstring).
 
     Attributes: ``name``; ``dim`` (feature width C); ``num_classes`` (logits width, 0: none);
@@ -75,9 +76,10 @@ class Backbone:
                              f"{clips.dtype}{hint}")
         return np.ascontiguousarray(clips)
 
+    @abc.abstractmethod
     def _run(self, clips: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """The model on (n, L, S, S, 3) uint8, n <= max_batch -> {output name: (n, width) float32}."""
-        raise NotImplementedError
+        """The model on (n, L, S, S, 3) uint8, n <= max_batch -> {output name: (n, width) float32};
+        each backend's subclass implements it."""
 
     def _call(self, clips: Any, outputs: tuple[str, ...]) -> list[np.ndarray]:
         if "logits" in outputs and not self.num_classes:

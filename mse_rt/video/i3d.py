@@ -49,6 +49,7 @@ graph is specific to its (L, H, W) (the batch N may stay dynamic). Values are no
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from collections.abc import Sequence
@@ -284,7 +285,7 @@ class _LogitsHead(nn.Module):
         return x.flatten(2).mean(dim=2)  # average the per-window logits over time
 
 
-class I3dBase(nn.Module):
+class I3dBase(nn.Module, abc.ABC):
     """Shared call API of :class:`InceptionI3d` and :class:`FastInceptionI3d` (subclasses give ``_trunk``/``_head``)."""
 
     def __init__(self, output: str = "features") -> None:
@@ -302,13 +303,14 @@ class I3dBase(nn.Module):
             raise ConfigError(f"I3D output must be one of {OUTPUTS}, got {value!r}")
         self._output = value
 
+    @abc.abstractmethod
     def _trunk(self, x: Tensor) -> Tensor:
-        """(N, 3, L, H, W) float32 in [-1, 1] -> Mixed_5c (N, 1024, T', H', W') (after its ReLU)."""
-        raise NotImplementedError
+        """(N, 3, L, H, W) float32 in [-1, 1] -> Mixed_5c (N, 1024, T', H', W') (after its ReLU); each
+        form (reference, fast) implements it."""
 
+    @abc.abstractmethod
     def _head(self, mixed_5c: Tensor) -> Tensor:
-        """Mixed_5c (N, 1024, >= 2, 7, 7) -> Kinetics logits (N, 400)."""
-        raise NotImplementedError
+        """Mixed_5c (N, 1024, >= 2, 7, 7) -> Kinetics logits (N, 400); each form implements it."""
 
     def mixed_5c(self, frames: Tensor) -> Tensor:
         """Frames (N, L, H, W, 3) -> the Mixed_5c map (N, 1024, T', H', W') float32, see :func:`mixed_5c_size`."""

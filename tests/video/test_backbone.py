@@ -100,12 +100,19 @@ def test_check_clip_shape(shape, ok):
             check_clip_shape(shape)
 
 
+class _NoRunI3d(I3dBackbone):
+    """I3dBackbone's own attributes and checks; the model is never run here."""
+
+    def _run(self, clips, outputs):
+        raise AssertionError("the checks must refuse before running")
+
+
 def test_i3d_logits_only_where_the_head_is_defined():
-    small = I3dBackbone(num_frames=16, size=112, backend="x", precision="fp32")
+    small = _NoRunI3d(num_frames=16, size=112, backend="x", precision="fp32")
     assert small.num_classes == 0 and small.dim == 1024
     with pytest.raises(InputError, match="193..224"):
         small.logits(np.zeros((1, 16, 112, 112, 3), np.uint8))
-    assert I3dBackbone(num_frames=16, size=224, backend="x", precision="fp32").num_classes == 400
+    assert _NoRunI3d(num_frames=16, size=224, backend="x", precision="fp32").num_classes == 400
 
 
 # ----------------------------------------------------------------------------------------------
