@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from index_frames import pattern, read_index
 
 from mse_rt.errors import ConfigError, InputError
 from mse_rt.pipeline.segments import to_seconds
@@ -31,28 +32,6 @@ from mse_rt.video.clips import (
 
 # ---------------------------------------------------------------------------------------------
 # helpers: index-carrying frames and videos
-
-
-def pattern(index: int, h: int = 96, w: int = 128) -> np.ndarray:
-    """(h, w, 3) uint8: bit b of ``index`` as block (b // 8, b % 8) of a 2 x 8 grid, white = 1."""
-    img = np.zeros((h, w, 3), np.uint8)
-    for b in range(16):
-        if (index >> b) & 1:
-            r, c = divmod(b, 8)
-            img[r * h // 2:(r + 1) * h // 2, c * w // 8:(c + 1) * w // 8] = 255
-    return img
-
-
-def read_index(img: np.ndarray) -> int:
-    h, w = img.shape[:2]
-    bh, bw = h / 2, w / 8
-    v = 0
-    for b in range(16):
-        r, c = divmod(b, 8)
-        block = img[int(r * bh + bh / 4):int((r + 1) * bh - bh / 4), int(c * bw + bw / 4):int((c + 1) * bw - bw / 4)]
-        if block.mean() > 127:
-            v |= 1 << b
-    return v
 
 
 def write_video(path, ticks, time_base: Fraction, rate: int = 30) -> str:
