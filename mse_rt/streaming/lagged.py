@@ -267,10 +267,13 @@ class StreamPool:
     """
 
     def __init__(self, detector, hop: int = 4, lag: int = 8, provisional_min_score: float = 0.3,
-                 hold_iou: float | None = 0.3, dup_iou: float | None = 0.7) -> None:
+                 hold_iou: float | None = 0.3, dup_iou: float | None = 0.7, latency_history: int = 1000) -> None:
         self.det = detector
         window = int(detector.cfg["model"]["max_seq_len"])
         self.lag, self.hop = check_lag_hop(lag, hop, window)
+        if isinstance(latency_history, bool) or not isinstance(latency_history, int) or latency_history < 1:
+            raise InputError(f"latency_history must be a positive int (runs kept per stream), got {latency_history!r}")
+        self.latency_history = latency_history
         self.provisional_min_score = provisional_min_score
         self.hold_iou, self.dup_iou = hold_iou, dup_iou
         self.streams: dict[Hashable, LiveStream] = {}
@@ -283,7 +286,8 @@ class StreamPool:
             if fps is None:
                 raise InputError("fps is required (the config has no dataset.default_fps)")
         s = LiveStream(self.det.cfg, self.det.nms, self.hop, self.lag, fps, str(video_id or stream_id),
-                       self.provisional_min_score, hold_iou=self.hold_iou, dup_iou=self.dup_iou)
+                       self.provisional_min_score, latency_history=self.latency_history, hold_iou=self.hold_iou,
+                       dup_iou=self.dup_iou)
         self.streams[stream_id] = s
         return s
 
@@ -353,7 +357,8 @@ class LaggedStreamingDetector(StreamingDetector, mode="lagged"):
         self.det = detector
         self.lag = lag
         self._pool = StreamPool(detector, hop=4 if hop is None else hop, lag=lag,
-                                provisional_min_score=provisional_min_score, hold_iou=hold_iou, dup_iou=dup_iou)
+                                provisional_min_score=provisional_min_score, hold_iou=hold_iou, dup_iou=dup_iou,
+                                latency_history=latency_history)
         self._pool.add(video_id, fps=fps)
         self.window, self.hop, self.video_id = int(cfg["model"]["max_seq_len"]), self._pool.hop, video_id
         self.fps = self._pool.streams[video_id].fps

@@ -38,6 +38,23 @@ def _play_single(det, feats, chunk, lag=8, hop=4):
     return outs
 
 
+def _play_pool(det, vids, chunk=4, lag=8, hop=4):
+    """All of ``vids`` streamed at once through one StreamPool (their windows batched; results equal
+    each stream alone: test_pool_equals_streams_run_alone); per stream, as :func:`_play_single`."""
+    pool = StreamPool(det, hop=hop, lag=lag)
+    outs = {i: [] for i in range(len(vids))}
+    for i in outs:
+        pool.add(i, fps=30.0)
+    for t in range(0, max(len(v) for v in vids), chunk):
+        ran = pool.push_and_step({i: v[t:t + chunk] for i, v in enumerate(vids) if i in pool.streams})
+        for i, r in ran.items():
+            outs[i].append((min(t + chunk, len(vids[i])), r.final))
+        for i, v in enumerate(vids):
+            if i in pool.streams and t + chunk >= len(v):
+                outs[i].append((len(v), pool.close(i).final))
+    return [outs[i] for i in range(len(vids))]
+
+
 def _cat(outs):
     segs = np.concatenate([r.segments for _, r in outs])
     scores = np.concatenate([r.scores for _, r in outs])
@@ -69,9 +86,11 @@ def test_chunking_does_not_change_the_result(det):
 
 @pytest.mark.slow
 def test_pool_equals_streams_run_alone(det):
+    """Three streams opened at different times, pushed 4 steps at a time, a run every 8 steps
+    (hop 8: half the runs of the default, the same rule) equal each stream run alone."""
     vids = [v[0] for v in _videos(3, 7)]
-    alone = [_cat(_play_single(det, f, chunk=4)) for f in vids]
-    pool = StreamPool(det, hop=4, lag=8)
+    alone = [_cat(_play_single(det, f, chunk=4, hop=8)) for f in vids]
+    pool = StreamPool(det, hop=8, lag=8)
     got = {i: [] for i in range(3)}
     starts = [0, 40, 100]  # streams open at different times
     t = 0
@@ -98,13 +117,14 @@ def test_low_lag_accuracy_close_to_offline(det):
     vids = _videos(3, 31, spec)
     gt = {"database": {}}
     off, live = [], []
+    streamed = _play_pool(det, [v[0] for v in vids], chunk=4, lag=8)
     for i, (feats, segs, labels) in enumerate(vids):
         vid = f"v{i}"
         secs = spec.seconds(segs)
         gt["database"][vid] = {"subset": "test", "annotations": [
             {"segment": [float(s), float(e)], "label_id": int(c)} for (s, e), c in zip(secs, labels)]}
         off.append(det.detect(feats, fps=30.0, video_id=vid))
-        segs_l, scores_l, labels_l = _cat(_play_single(det, feats, chunk=4, lag=8))
+        segs_l, scores_l, labels_l = _cat(streamed[i])
         live.append(mse_rt.DetectionResult(vid, segs_l, scores_l, labels_l, 30.0, off[-1].duration))
     m_off = evaluate(off, gt, THUMOS_TIOUS, split="test").average
     m_live = evaluate(live, gt, THUMOS_TIOUS, split="test").average
@@ -130,12 +150,15 @@ def test_in_progress_events_are_separate_and_provisional(det):
 
 
 @pytest.mark.slow
-def test_memory_is_flat_over_20000_pushes(det):
-    pool = StreamPool(det, hop=64, lag=8)
+def test_memory_is_flat_over_8000_pushes(det):
+    """8000 one-step pushes, a window run every 64: the feature buffer, the emitted detections kept
+    for cross-window NMS (pruned after two windows, 512 steps) and the latency history (50 kept
+    here, of 125 runs) stop growing."""
+    pool = StreamPool(det, hop=64, lag=8, latency_history=50)
     pool.add("a", fps=30.0)
     rng = np.random.default_rng(0)
     sizes = []
-    for i in range(20000):
+    for i in range(8000):
         pool.push("a", rng.standard_normal((1, 32)).astype(np.float32))
         if i % 64 == 63:
             pool.step()
@@ -144,7 +167,7 @@ def test_memory_is_flat_over_20000_pushes(det):
     buf, emitted, held = (max(x[k] for x in sizes[len(sizes) // 2:]) for k in range(3))
     assert buf <= 256 + 64 and emitted <= 4000 and held <= 4000
     assert max(x[0] for x in sizes) == buf  # no growth in the second half
-    assert len(pool.streams["a"].latencies) <= 1000
+    assert len(pool.streams["a"].latencies) == 50
 
 
 def test_bad_input_keeps_the_stream_intact(det):
@@ -182,3 +205,17 @@ def test_bad_parameters(det, kw, match):
     args = {"lag": 8, "hop": 4, **kw}
     with pytest.raises(InputError, match=match):
         StreamingDetector(det, fps=30.0, **args)
+
+
+def test_latency_history_bounds_the_kept_run_times(det):
+    """``latency_history`` reaches the stream (a low-lag StreamingDetector and a pool): 40 runs, 5 kept."""
+    s = StreamingDetector(det, hop=4, lag=8, fps=30.0, latency_history=5)
+    pool = StreamPool(det, hop=4, lag=8, latency_history=5)
+    pool.add("a", fps=30.0)
+    x = np.zeros((4, 32), np.float32)
+    for _ in range(40):  # one run per push
+        s.push(x)
+        pool.push_and_step({"a": x})
+    assert s.latency_stats()["count"] == 5 and len(pool.streams["a"].latencies) == 5
+    with pytest.raises(InputError, match="latency_history must be a positive int"):
+        StreamPool(det, latency_history=0)
