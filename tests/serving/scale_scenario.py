@@ -1,6 +1,9 @@
-"""Ray scenario for tests/test_scale.py, run in its own process (inside a private network
-namespace when the tests run as root): a corpus through the plain CLI, the Ray Data job (with a
-resume and a bad file) and the Serve endpoint; prints one JSON summary line.
+"""The Ray scenario of tests/serving (``ray_scenario`` in its conftest.py), run in its own process
+(inside a private network namespace when the tests run as root): a corpus through the plain CLI,
+the Ray Data job (with a resume, a bad file and dying workers), the Serve endpoint; then on the
+same Ray cluster the demo's saved OpenVINO int8 IR (a Ray job with 2 actors and a Serve endpoint,
+no calibration data given) and the good-and-bad request set of tests/serving/test_endpoint.py.
+Prints one JSON summary line. One Ray start for all of it: a start costs tens of seconds.
 
     python tests/serving/scale_scenario.py WORKDIR N_VIDEOS
 """
@@ -17,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: golden_utils, endpoint_requests
 
 
 class CrashingDetector:
@@ -38,7 +43,62 @@ class CrashingDetector:
         return self.det.detect_batch(feats, fps=fps, video_ids=video_ids)
 
 
+def one_padded_length(files: list[Path], n: int) -> list[Path]:
+    """Up to ``n`` of ``files`` that pad to the same length: each int8 worker compiles once (~2 s a length)."""
+    from collections import defaultdict
+
+    from mse_rt import load_config
+    from mse_rt.apps.demo import DEMO_CONFIG
+    from mse_rt.pipeline.padding import pad_policy_length
+
+    cfg, groups = load_config(DEMO_CONFIG), defaultdict(list)
+    for f in files:
+        groups[pad_policy_length(np.load(f, mmap_mode="r").shape[0], cfg)].append(f)
+    return max(groups.values(), key=len)[:n]
+
+
+def saved_int8_ir(work: Path, files: list[Path]) -> dict | None:
+    """The demo's shipped int8 IR through a Ray job (2 actors) and a Serve endpoint on the running
+    cluster: what each returned, and what a worker that loaded the file imported (None when this
+    CPU cannot run OpenVINO int8)."""
+    import ray
+    from ray import serve
+
+    import mse_rt
+    from mse_rt.apps.demo import DEMO_INT8
+    from mse_rt.runtime.backends.openvino.loader import int8_support
+    from mse_rt.serving.ray_job import detect_corpus_ray
+    from mse_rt.serving.ray_serve import request_detection, serve_detector
+
+    if not int8_support()[0]:
+        return None
+    xml = str(DEMO_INT8["openvino-int8"])
+    sub = work / "ir_feats"
+    sub.mkdir()
+    for f in files:
+        (sub / f.name).write_bytes(f.read_bytes())
+    r = detect_corpus_ray([sub], work / "ray_ir.json", model_file=xml, num_actors=2, batch_size=2)
+    out = {"ray": {"done": r["done"], "failed": r["failed"]}}
+
+    @ray.remote
+    def probe(path):
+        det = mse_rt.Detector.from_file(path)
+        return {"nncf_imported": "nncf" in sys.modules, "calibrated_here": det.backend.calibrated_here,
+                "source": det.backend.source}
+
+    out["worker"] = ray.get(probe.remote(xml))
+    serve.shutdown()  # the checkpoint's endpoint; Ray stays up
+    serve_detector(port=18432, model_file=xml, max_batch=4)
+    out["serve"] = {f.stem: request_detection("http://127.0.0.1:18432/detect", np.load(f), fps=30.0,
+                                              video_id=f.stem)["detections"] for f in files}
+    out["files"] = [str(f) for f in files]
+    return out
+
+
 def main(work: Path, n: int) -> dict:
+    from endpoint_requests import send_requests
+    from ray import serve
+
     from mse_rt import BackendError, InputError
     from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
     from mse_rt.apps.synth import write_dataset
@@ -47,9 +107,11 @@ def main(work: Path, n: int) -> dict:
     from mse_rt.serving.ray_job import detect_corpus_ray
     from mse_rt.serving.ray_serve import request_detection, serve_detector
 
+    from golden_utils import GOLDEN
+
     data = write_dataset(work / "corpus", n, seed=5, subset="test")
     feats = data / "features"
-    out = {}
+    out = {"n_videos": n}
     t0 = time.perf_counter()
     assert cli(["detect", "--config", str(DEMO_CONFIG), "--ckpt", str(DEMO_CKPT), "-q", "-o", str(work / "plain.json"),
                 str(feats)]) == 0
@@ -60,15 +122,15 @@ def main(work: Path, n: int) -> dict:
     x[3, 2] = np.nan
     np.save(bad / "broken.npy", x)
     r = detect_corpus_ray([feats, bad], work / "ray.json", config=DEMO_CONFIG, ckpt=DEMO_CKPT, num_actors=2,
-                          batch_size=8)
+                          batch_size=4)
     out["ray"] = {k: r[k] for k in ("done", "skipped", "seconds")}
     out["ray_failed"] = r["failed"]
     r2 = detect_corpus_ray([feats], work / "ray.json", config=DEMO_CONFIG, ckpt=DEMO_CKPT, num_actors=2)
     out["ray_rerun"] = {k: r2[k] for k in ("done", "skipped")}
-    # dead workers: "poison" kills its worker every time, "flaky" once; 10 good videos beside them
+    # dead workers: "poison" kills its worker every time, "flaky" once; 6 good videos beside them
     crash = work / "crash"
     crash.mkdir()
-    good = sorted(feats.glob("*.npy"))[:10]
+    good = sorted(feats.glob("*.npy"))[:6]
     for f in good:
         (crash / f.name).write_bytes(f.read_bytes())
     (crash / "poison.npy").write_bytes(good[0].read_bytes())
@@ -103,6 +165,10 @@ def main(work: Path, n: int) -> dict:
         request_detection(url, np.zeros((10, 3), np.float32), fps=30.0)
     except InputError as exc:
         out["client_bad_request"] = str(exc)
+    out["saved_ir"] = saved_int8_ir(work, one_padded_length(sorted(feats.glob("*.npy")), 6))
+    serve.shutdown()  # the IR's endpoint; Ray stays up
+    golden = GOLDEN / "thumos_small"
+    out["endpoint"] = send_requests(18433, str(golden / "config.yaml"), str(golden / "ckpt.pth.tar"))
     shutdown()
     try:  # server down
         request_detection(url, np.load(files[0]), fps=30.0, timeout=5)

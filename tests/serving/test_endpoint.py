@@ -2,37 +2,24 @@
 checks `mse-rt serve` makes before Ray starts, and a bounded connect to a Ray cluster (issue 24).
 
 Most tests need no Ray: they call the endpoint's request handling (``detect_requests``) directly.
-One slow test runs the real endpoint, in its own process inside a private network namespace
-when run as root (as tests/serving/test_ray.py does): ``python tests/serving/test_endpoint.py WORKDIR``
-is that process.
+One slow test checks the answers of the real endpoint, which the shared Ray scenario
+(tests/serving/conftest.py, one Ray start for this folder) sent its requests to.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from endpoint_requests import bad_requests, video
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from golden_utils import GOLDEN, match_detections  # noqa: E402
-
-pytestmark = pytest.mark.slow  # Ray Serve starts in each test module
+from golden_utils import GOLDEN, match_detections
 
 CFG = GOLDEN / "thumos_small" / "config.yaml"
 CKPT = GOLDEN / "thumos_small" / "ckpt.pth.tar"
-
-
-def _video(seed: int, t: int = 40) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((t, 64)).astype(np.float32)
 
 
 def _same(detections: list[dict], ref, what: str) -> None:
@@ -41,22 +28,6 @@ def _same(detections: list[dict], ref, what: str) -> None:
     seg = np.array([d["segment"] for d in detections], np.float64).reshape(-1, 2)
     match_detections(seg, np.array([d["score"] for d in detections]), np.array([d["label"] for d in detections]),
                      ref.segments, ref.scores, ref.labels, what)
-
-
-def _bad_requests() -> list[tuple]:
-    """(features, fps, video id, duration) of bad requests, each with what its error must say."""
-    huge = _video(11)
-    huge[3, 2] = 3e38
-    nan = _video(12)
-    nan[5, 1] = np.nan
-    return [
-        ((_video(10), 1e-40, "tiny_fps", None), "fps must lie in [0.001, 10000]"),
-        ((huge, 30.0, "huge", None), "feature values out of range"),
-        ((nan, 30.0, "nan", None), "NaN or Inf"),
-        ((np.zeros((20, 7), np.float32), 30.0, "channels", None), "expected 64 feature channels"),
-        ((_video(13), 30.0, "short", 0.5), "far shorter than its features"),
-        ((_video(14), "fast", "text_fps", None), "must be a number"),
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +41,8 @@ def test_bad_requests_fail_alone(det):
     """fps=1e-40 used to answer HTTP 500 and take down the valid requests batched with it."""
     from mse_rt.serving.ray_serve import detect_requests
 
-    good = [(_video(i), 30.0, f"good{i}", None) for i in range(3)]
-    bad = _bad_requests()
+    good = [(video(i), 30.0, f"good{i}", None) for i in range(3)]
+    bad = bad_requests()
     items = [good[0], *(b for b, _ in bad[:3]), good[1], *(b for b, _ in bad[3:]), good[2]]
     out = detect_requests(det, items)
     for (feats, fps, vid, _), res in zip(items, out):
@@ -101,7 +72,7 @@ def test_a_failing_batch_is_retried_one_request_at_a_time(det):
     from mse_rt.serving.ray_serve import detect_requests
 
     wrapped = _FailsOnPoison(det, poison="2")  # detect_requests ids videos by their position in the batch
-    items = [(_video(i), 30.0, f"v{i}", None) for i in range(4)]
+    items = [(video(i), 30.0, f"v{i}", None) for i in range(4)]
     out = detect_requests(wrapped, items)
     assert [("error" in r) for r in out] == [False, False, True, False]
     assert out[2]["status"] == 500 and "video 'v2': detection failed: RuntimeError: backend exploded" in out[2]["error"]
@@ -113,9 +84,9 @@ def test_a_failing_batch_is_retried_one_request_at_a_time(det):
 def test_same_video_id_twice_in_a_batch(det):
     from mse_rt.serving.ray_serve import detect_requests
 
-    out = detect_requests(det, [(_video(1), 30.0, "same", None), (_video(2), 25.0, "same", None)])
+    out = detect_requests(det, [(video(1), 30.0, "same", None), (video(2), 25.0, "same", None)])
     assert [r["video_id"] for r in out] == ["same", "same"]
-    _same(out[1]["detections"], det.detect(_video(2), fps=25.0), "second 'same'")
+    _same(out[1]["detections"], det.detect(video(2), fps=25.0), "second 'same'")
 
 
 # ---------------------------------------------------------------- serve: checks before Ray
@@ -207,7 +178,7 @@ def test_cli_detect_ray_with_a_dead_address(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("MSE_RT_RAY_CONNECT_TIMEOUT", "1")
     f = tmp_path / "v.npy"
-    np.save(f, _video(0))
+    np.save(f, video(0))
     t0 = time.perf_counter()
     rc = main(["detect", "--ray", "--address", "127.0.0.1:1", "--config", str(CFG), "--ckpt", str(CKPT), "--fps", "30",
                "-q", "-o", str(tmp_path / "r.json"), str(f)])
@@ -233,65 +204,17 @@ def test_connect_timeout_setting():
 
 
 # ---------------------------------------------------------------- the real endpoint (Ray Serve)
-def _isolated(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
-        inner = " ".join(f"'{c}'" for c in cmd)
-        return ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {inner}"]
-    return cmd
-
-
-def scenario(work: Path) -> dict:
-    """Start the endpoint, send good and bad requests at once; the answers as a JSON-able dict."""
-    import urllib.error
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mse_rt.serving.ray_cluster import shutdown
-    from mse_rt.serving.ray_serve import encode_npy_b64, serve_detector
-
-    port = _free_port()
-    serve_detector(port=port, config=str(CFG), ckpt=str(CKPT), max_batch=16, batch_wait_s=0.5)
-    url = f"http://127.0.0.1:{port}/detect"
-    reqs = [{"video_id": f"good{i}", "fps": 30.0, "features_npy_b64": encode_npy_b64(_video(i))} for i in range(6)]
-    for (feats, fps, vid, duration), _ in _bad_requests():
-        body = {"video_id": vid, "fps": fps, "features_npy_b64": encode_npy_b64(np.asarray(feats, np.float32))}
-        if duration is not None:
-            body["duration"] = duration
-        reqs.append(body)
-
-    def post(body):
-        r = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(r, timeout=120) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    try:
-        with ThreadPoolExecutor(len(reqs)) as pool:
-            answers = list(pool.map(post, reqs))
-    finally:
-        shutdown()
-    return {b["video_id"]: a for b, a in zip(reqs, answers)}
-
-
 @pytest.mark.slow
-def test_endpoint_answers_good_requests_beside_bad_ones(tmp_path, det):
-    pytest.importorskip("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.run(_isolated([sys.executable, __file__, str(tmp_path)]), capture_output=True, text=True,
-                          env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    answers = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_endpoint_answers_good_requests_beside_bad_ones(ray_scenario, det):
+    """12 requests at once to the real endpoint (batches of up to 16, 0.5 s wait), 6 of them bad:
+    each good one gets its detections, each bad one a 400 naming its problem. The endpoint runs in
+    the shared Ray scenario (tests/serving/conftest.py)."""
+    _, s = ray_scenario
+    answers = s["endpoint"]
     for i in range(6):
         status, body = answers[f"good{i}"]
         assert status == 200
-        _same(body["detections"], det.detect(_video(i), fps=30.0), f"good{i}")
-    for (_, _, vid, _), msg in _bad_requests():
+        _same(body["detections"], det.detect(video(i), fps=30.0), f"good{i}")
+    for (_, _, vid, _), msg in bad_requests():
         status, body = answers[vid]
         assert status == 400 and msg in body["error"], (vid, body)
-
-
-if __name__ == "__main__":
-    print(json.dumps(scenario(Path(sys.argv[1]))))

@@ -1,16 +1,11 @@
-"""Ray Data job and Ray Serve endpoint give the plain CLI's detections (40 synthetic videos).
-
-Ray listens on the machine's own address even when told 127.0.0.1: as root, the scenario runs
-inside a private network namespace (``unshare --net``, loopback up) so nothing can leave.
+"""Ray Data job and Ray Serve endpoint give the plain CLI's detections (40 synthetic videos), and
+run the demo's saved int8 IR without calibrating. All of it ran once in the shared Ray scenario
+(tests/serving/conftest.py, tests/serving/scale_scenario.py); these tests read its results.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,41 +14,6 @@ import pytest
 from golden_utils import match_detections
 
 pytest.importorskip("ray")
-SCENARIO = Path(__file__).resolve().parent / "scale_scenario.py"
-# enough for several batches per actor, resume, a bad file and dead workers; the 200-video run
-# (and its videos/s) belongs to benchmarks/bench_scale.py
-N_VIDEOS = 40
-
-
-def _isolated(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
-        inner = " ".join(f"'{c}'" for c in cmd)
-        return ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {inner}"]
-    return cmd
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    """Run once per test session even when pytest-xdist hands these tests to both workers: the
-    first worker runs it under a lock in the folder the workers share, the other reads its summary."""
-    import fcntl
-
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    work = root / "ray_scale_scenario"
-    with open(root / "ray_scale_scenario.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        summary = work / "summary.json"
-        if not summary.is_file():
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-            env.pop("TRITON_INTERPRET", None)
-            proc = subprocess.run(_isolated([sys.executable, str(SCENARIO), str(work), str(N_VIDEOS)]),
-                                  capture_output=True, text=True, env=env, timeout=600)
-            assert proc.returncode == 0, proc.stderr[-4000:]
-            summary.write_text(proc.stdout.strip().splitlines()[-1])
-        return work, json.loads(summary.read_text())
 
 
 def _load(path):
@@ -70,36 +30,36 @@ def _same(a: dict, b: dict, what: str):
 
 
 @pytest.mark.slow
-def test_ray_job_equals_the_plain_cli(scenario):
-    work, s = scenario
+def test_ray_job_equals_the_plain_cli(ray_scenario):
+    work, s = ray_scenario
     plain = _load(work / "plain.json")
-    assert len(plain) == N_VIDEOS
+    assert len(plain) == s["n_videos"] > 0
     _same(_load(work / "ray.json"), plain, "ray vs plain")
-    assert s["ray"]["done"] == N_VIDEOS and list(s["ray_failed"]) == ["broken"] and "NaN" in s["ray_failed"]["broken"]
+    assert s["ray"]["done"] == s["n_videos"] and list(s["ray_failed"]) == ["broken"] and "NaN" in s["ray_failed"]["broken"]
 
 
 @pytest.mark.slow
-def test_ray_job_resumes_from_its_journal(scenario):
-    _, s = scenario
-    assert s["ray_rerun"] == {"done": 0, "skipped": N_VIDEOS}
+def test_ray_job_resumes_from_its_journal(ray_scenario):
+    _, s = ray_scenario
+    assert s["ray_rerun"] == {"done": 0, "skipped": s["n_videos"]}
 
 
 @pytest.mark.slow
-def test_serve_endpoint_equals_the_plain_cli(scenario):
-    work, s = scenario
+def test_serve_endpoint_equals_the_plain_cli(ray_scenario):
+    work, s = ray_scenario
     _same(_load(work / "serve.json"), _load(work / "plain.json"), "serve vs plain")
     assert s["bad_request"].startswith("400") and "feature channels" in s["bad_request"]
 
 
 @pytest.mark.slow
-def test_a_dead_worker_loses_only_its_own_video(scenario):
+def test_a_dead_worker_loses_only_its_own_video(ray_scenario):
     """A video whose worker dies every time is reported failed; one that kills its worker once is
     retried; the videos batched with them still get their results, equal to the plain CLI's."""
-    work, s = scenario
+    work, s = ray_scenario
     c = s["crash"]
     assert list(c["failed"]) == ["poison"], c["failed"]
     assert "worker" in c["failed"]["poison"] and "kept dying" in c["failed"]["poison"]
-    assert c["done"] == 11
+    assert c["done"] == 7  # 6 good videos and "flaky"
     res, plain = _load(work / "crash.json"), _load(work / "plain.json")
     assert "poison" not in res
     _same({k: v for k, v in res.items() if k != "flaky"}, {k: plain[k] for k in res if k != "flaky"}, "crash run")
@@ -107,10 +67,35 @@ def test_a_dead_worker_loses_only_its_own_video(scenario):
 
 
 @pytest.mark.slow
-def test_client_errors_name_the_problem(scenario):
-    _, s = scenario
+def test_client_errors_name_the_problem(ray_scenario):
+    _, s = ray_scenario
     assert "refused" in s["client_bad_request"] and "feature channels" in s["client_bad_request"]
     assert "not reachable" in s["server_down"] and "mse-rt serve" in s["server_down"]
+
+
+@pytest.mark.slow
+def test_ray_workers_and_serve_run_the_saved_ir_without_calibrating(ray_scenario):
+    """A Ray job with 2 actors and a Serve endpoint on the demo's saved int8 IR: no calibration data
+    exists anywhere (a worker asked to calibrate would raise), a worker that loads the file never
+    imports NNCF, and the detections equal a single-process run of the same file."""
+    import mse_rt
+    from mse_rt.apps.demo import DEMO_INT8
+
+    work, s = ray_scenario
+    ir = s["saved_ir"]
+    if ir is None:
+        pytest.skip("this CPU cannot run OpenVINO int8")
+    files = [Path(f) for f in ir["files"]]
+    assert ir["ray"] == {"done": len(files), "failed": {}}
+    assert ir["worker"] == {"nncf_imported": False, "calibrated_here": False, "source": "ir"}
+    single = mse_rt.Detector.from_file(DEMO_INT8["openvino-int8"])
+    ray_res = _load(work / "ray_ir.json")
+    for f in files:
+        r = single.detect(np.load(f), video_id=f.stem)
+        for got in (ray_res[f.stem], ir["serve"][f.stem]):
+            assert [d["label"] for d in got] == r.labels.tolist() and len(got) > 0
+            np.testing.assert_allclose([d["score"] for d in got], r.scores, rtol=0, atol=1e-6)
+            np.testing.assert_allclose([d["segment"] for d in got], r.segments, rtol=0, atol=1e-4)
 
 
 class _RayStarted(Exception):
