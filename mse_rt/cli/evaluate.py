@@ -1,4 +1,5 @@
-"""Scoring and comparing: ``mse-rt eval | compare | benchmark``."""
+"""Scoring and comparing: ``mse-rt eval | compare | benchmark`` (the TAD model's variants, or with
+``--backbone`` the video backbone's)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,81 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tad_variants(args: argparse.Namespace, default: list[str]) -> list[str]:
+    """The TAD variants asked for (``--config`` needed), checked."""
+    from ..apps.variants import VARIANTS
+
+    if not args.config:
+        raise MseRtError(f"{args.command}: --config is required (or --backbone NAME for the video backbone)")
+    names = args.variants or default
+    bad = [n for n in [*names, getattr(args, "reference", None) or "eager"] if n not in VARIANTS]
+    if bad:
+        raise MseRtError(f"unknown TAD variant(s) {bad}; available: {', '.join(VARIANTS)}")
+    return names
+
+
+def _backbones(args: argparse.Namespace, names: list[str]) -> dict:
+    from ..apps.backbone_variants import check_variants, load_variants
+
+    for flag in ("config", "ckpt"):
+        if getattr(args, flag, None):
+            raise MseRtError(f"--backbone times / compares the video backbone alone: drop --{flag}")
+    check_variants(names)
+    return load_variants(names, args.backbone, size=args.size, threads=args.threads, calib=args.calib)
+
+
+def _backbone_compare(args: argparse.Namespace) -> int:
+    from ..apps.backbone_variants import agreement_markdown, compare_backbones, held_out_clips
+    from ..video.clips import ClipSpec, iter_clips
+
+    names = list(dict.fromkeys([args.reference, *(args.variants or [])]))
+    if len(names) < 2:
+        raise MseRtError("--variants: name at least one backbone variant besides the reference")
+    bbs = _backbones(args, names)
+    if args.features:  # videos: their first --clips non-overlapping clips (short side, centre crop)
+        spec = ClipSpec(num_frames=16, stride=16, fps=30.0, size=args.size)
+        frames: list[np.ndarray] = []
+        for video in args.features:
+            it = iter_clips(video, spec)
+            try:
+                for clip in it:
+                    frames.append(clip.frames)
+                    if len(frames) >= args.clips:
+                        break
+            finally:
+                it.close()
+            if len(frames) >= args.clips:
+                break
+        if not frames:
+            raise MseRtError(f"no clip of 16 frames in {', '.join(map(str, args.features))}")
+        clips = np.stack(frames)
+        what = f"{len(clips)} clips of {', '.join(map(str, args.features))}"
+    else:
+        clips = held_out_clips(args.clips, args.size)
+        what = f"{len(clips)} rendered synthetic clips (seed 1)"
+    print(f"{args.backbone}: {what}, 16 x {args.size} x {args.size}")
+    print(agreement_markdown(compare_backbones(args.reference, bbs, clips), args.reference))
+    return 0
+
+
+def _backbone_benchmark(args: argparse.Namespace) -> int:
+    from ..apps.backbone_variants import benchmark_backbones, timing_markdown, to_dicts
+    from ..io.files import atomic_write_text
+
+    rows = benchmark_backbones(_backbones(args, args.variants or ["eager", "openvino-bf16"]), args.size, args.B,
+                               warmup=args.warmup, repeat=args.repeat)
+    md = timing_markdown(rows, args.size)
+    print(md)
+    if args.json:
+        import json
+
+        atomic_write_text(args.json, json.dumps({"backbone": args.backbone, "size": args.size,
+                                                 "rows": to_dicts(rows)}, indent=1), what="benchmark JSON")
+    if args.md:
+        atomic_write_text(args.md, md + "\n", what="benchmark report")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -45,6 +121,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ..eval import THUMOS_TIOUS, evaluate, load_ground_truth
     from ..io.features import collect_feature_files, load_feature_file, video_ids_for
 
+    if args.backbone:
+        return _backbone_compare(args)
+    if not args.variants:
+        raise MseRtError("compare: --variants is required")
+    _tad_variants(args, [])
+    if not args.ckpt:
+        raise MseRtError("compare: --ckpt is required")
+    if not args.features:
+        raise MseRtError("compare: give feature files or folders")
     if args.gt:  # a missing or malformed ground truth fails now, not after every variant is built and run
         load_ground_truth(args.gt, args.split)
     files = collect_feature_files(args.features)
@@ -82,7 +167,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from ..apps.benchmark import markdown, run_benchmark, to_json
     from ..io.files import atomic_write_text
 
-    res = run_benchmark(args.variants, args.config, args.ckpt, Ts=args.T, Bs=args.B, warmup=args.warmup,
+    if args.backbone:
+        return _backbone_benchmark(args)
+    variants = _tad_variants(args, ["eager", "onnxruntime"])
+    res = run_benchmark(variants, args.config, args.ckpt, Ts=args.T, Bs=args.B, warmup=args.warmup,
                         repeat=args.repeat, calib=args.calib, threads=args.threads, hint=args.hint,
                         allow_unverified=args.allow_unverified_checkpoint)
     md = markdown(res)
@@ -104,14 +192,23 @@ def register(sub) -> None:
     v.add_argument("--strict", action="store_true", help="refuse predictions with end < start")
     v.add_argument("results", help="results JSON written by mse-rt detect")
     v.set_defaults(fn=_cmd_eval)
+    from ..apps.backbone_variants import BACKBONE_VARIANTS
     from ..apps.variants import VARIANTS
 
-    cp = sub.add_parser("compare", help="detection agreement (and mAP) of deployment variants vs a reference")
-    cp.add_argument("--config", required=True)
-    cp.add_argument("--ckpt", required=True)
-    cp.add_argument("--reference", default="eager", choices=VARIANTS)
-    cp.add_argument("--variants", nargs="+", required=True, choices=VARIANTS)
-    cp.add_argument("--calib", nargs="+", default=None, help="calibration feature files / folders (int8 variants)")
+    variants_help = (f"TAD variants: {', '.join(VARIANTS)}; with --backbone: {', '.join(BACKBONE_VARIANTS)}")
+    cp = sub.add_parser("compare", help="detection agreement (and mAP) of deployment variants vs a reference; "
+                                        "--backbone: feature / logit agreement of the video backbone's variants")
+    cp.add_argument("--config", default=None, help="TAD config (required without --backbone)")
+    cp.add_argument("--ckpt", default=None, help="TAD checkpoint (required without --backbone)")
+    cp.add_argument("--backbone", default=None, metavar="NAME",
+                    help="compare the video backbone NAME (i3d-rgb) instead: features and Kinetics logits vs the "
+                         "reference on --clips clips of the given videos (none: rendered synthetic clips)")
+    cp.add_argument("--size", type=positive_int, default=224, help="--backbone: frame side in pixels")
+    cp.add_argument("--clips", type=positive_int, default=16, help="--backbone: clips compared")
+    cp.add_argument("--reference", default="eager", help="the variant the others are compared with (eager)")
+    cp.add_argument("--variants", nargs="+", default=None, help=variants_help)
+    cp.add_argument("--calib", nargs="+", default=None,
+                    help="calibration feature files / folders (int8 variants; --backbone: videos)")
     cp.add_argument("--gt", default=None, help="ground truth (ActivityNet JSON): also print each variant's mAP")
     cp.add_argument("--split", default=None)
     cp.add_argument("--fps", type=frame_rate, default=None)
@@ -120,18 +217,23 @@ def register(sub) -> None:
     cp.add_argument("--ids", default="stem", choices=("stem", "relpath"))
     cp.add_argument("--allow-unverified-checkpoint", action="store_true",
                     help="accept a legacy (non-zip) checkpoint, which carries no checksum")
-    cp.add_argument("features", nargs="+")
+    cp.add_argument("features", nargs="*", help="feature files / folders (--backbone: videos, optional)")
     cp.set_defaults(fn=_cmd_compare)
 
-    bm = sub.add_parser("benchmark", help="latency / throughput of deployment variants over a grid of T and B")
-    bm.add_argument("--config", required=True)
+    bm = sub.add_parser("benchmark", help="latency / throughput of deployment variants over a grid of T and B; "
+                                          "--backbone: clips/s of the video backbone's variants")
+    bm.add_argument("--config", default=None, help="TAD config (required without --backbone)")
     bm.add_argument("--ckpt", default=None, help="default: random weights (timing only)")
-    bm.add_argument("--variants", nargs="+", default=["eager", "onnxruntime"], choices=VARIANTS)
+    bm.add_argument("--backbone", default=None, metavar="NAME",
+                    help="time the video backbone NAME (i3d-rgb) on uint8 clips of 16 x SIZE x SIZE instead")
+    bm.add_argument("--size", type=positive_int, default=224, help="--backbone: frame side in pixels")
+    bm.add_argument("--variants", nargs="+", default=None,
+                    help=variants_help + " (default: eager onnxruntime; --backbone: eager openvino-bf16)")
     bm.add_argument("--T", type=positive_int, nargs="+", default=None,
                     help="video lengths in feature steps, up to the config's longest video (default: max_seq_len)")
     bm.add_argument("--allow-unverified-checkpoint", action="store_true",
                     help="accept a legacy (non-zip) checkpoint, which carries no checksum")
-    bm.add_argument("--B", type=positive_int, nargs="+", default=[1, 4])
+    bm.add_argument("--B", type=positive_int, nargs="+", default=[1, 4], help="batch sizes (--backbone: clips per call)")
     bm.add_argument("--warmup", type=nonneg_int, default=2)
     bm.add_argument("--repeat", type=positive_int, default=5)
     bm.add_argument("--calib", nargs="+", default=None)
