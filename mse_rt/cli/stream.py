@@ -35,14 +35,17 @@ def _video_detector(args: argparse.Namespace):
 
 def _cmd_stream_video(args: argparse.Namespace) -> int:
     """Video sources as live streams: frames -> clips -> backbone -> lagged TAD; print events as they happen."""
+    from .video import backbone_calib_options
+
+    calib = backbone_calib_options(args)  # a flag that does not fit fails before any model is built
     from ..video.live import StageThreads, VideoStreamPool, clip_spec_for
 
     det = _video_detector(args)
     clip_spec_for(det.cfg)  # the model must say how its features are cut from frames
     from ..apps.pixel_demo import load_pixel_backbone
-
     bb = load_pixel_backbone(det.cfg, backend=args.backbone_backend, precision=args.backbone_precision,
-                             **({"threads": args.threads_backbone} if args.backbone_backend != "eager" else {}))
+                             **({"threads": args.threads_backbone} if args.backbone_backend != "eager" else {}),
+                             **calib)
     threads = StageThreads(decode=args.threads_decode, backbone=args.threads_backbone, tad=args.threads_tad)
     overflow = args.overflow or ("drop" if args.realtime else "block")
     pool = VideoStreamPool(det, bb, hop=args.hop, lag=args.lag, threads=threads, queue_clips=args.queue_clips,
@@ -192,6 +195,9 @@ def register(sub) -> None:
                      help="a video file, stream URL or capture device (repeatable: one stream each, batched)")
     vid.add_argument("--backbone-backend", default="eager", choices=("eager", "onnxruntime", "openvino"))
     vid.add_argument("--backbone-precision", default=None, choices=("fp32", "bf16", "int8"))
+    from .video import add_backbone_calib
+
+    add_backbone_calib(vid)
     vid.add_argument("--threads-decode", type=nonneg_int, default=DEFAULT_THREADS.decode,
                      help="FFmpeg decoder threads per source (0: FFmpeg's choice)")
     vid.add_argument("--threads-backbone", type=positive_int, default=DEFAULT_THREADS.backbone,

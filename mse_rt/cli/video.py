@@ -19,10 +19,28 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
                    help="backend of the frame backbone (default eager)")
     p.add_argument("--backbone-precision", default=None,
                    help="fp32 (default), bf16 / int8 (openvino), fp16 (tensorrt)")
+    add_backbone_calib(p)
     p.add_argument("--backbone-threads", type=positive_int, default=None, help="backbone CPU threads")
     p.add_argument("--clip-batch", type=positive_int, default=8, help="clips per backbone call")
     p.add_argument("--frame-timeout", type=float, default=None,
                    help="seconds without a frame before a video is given up as stalled (URLs default to 10)")
+
+
+def add_backbone_calib(p) -> None:
+    p.add_argument("--backbone-calib", nargs="+", default=None, metavar="VIDEO|synthetic",
+                   help="int8 backbone (openvino): calibration videos or folders, or 'synthetic' (rendered clips); "
+                        "the quantized IR is kept in the export cache, so later runs load it")
+
+
+def backbone_calib_options(args: argparse.Namespace) -> dict:
+    """``{"calib": ...}`` for an int8 backbone given --backbone-calib; {} without it (load_backbone then
+    names what is missing); a ConfigError for --backbone-calib with another precision."""
+    calib = getattr(args, "backbone_calib", None)
+    if calib is None:
+        return {}
+    if args.backbone_precision != "int8":
+        raise ConfigError("--backbone-calib calibrates an int8 backbone (--backbone-precision int8); drop it")
+    return {"calib": "synthetic" if calib == ["synthetic"] else calib}
 
 
 def load_video_backbone(args: argparse.Namespace, name: str, spec):
@@ -30,7 +48,8 @@ def load_video_backbone(args: argparse.Namespace, name: str, spec):
     from ..video.registry import load_backbone
 
     return load_backbone(name, backend=args.backbone_backend, precision=args.backbone_precision,
-                         threads=args.backbone_threads, clip_shape=(spec.num_frames, spec.size, spec.size))
+                         threads=args.backbone_threads, clip_shape=(spec.num_frames, spec.size, spec.size),
+                         **backbone_calib_options(args))
 
 
 def source_options(args: argparse.Namespace) -> dict:

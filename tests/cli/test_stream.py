@@ -52,3 +52,43 @@ def test_stream_speed_is_bounded(capsys):
             main(["stream", "--realtime", "--speed", speed, *map(str, files)])
         assert e.value.code == 2
         assert "expected a speed factor in [0.001, 1000]" in capsys.readouterr().err
+
+
+class _Loaded(Exception):
+    """Raised by a stand-in backbone loader with the options it was called with."""
+
+
+def test_backbone_calib_reaches_the_int8_backbone_of_stream_and_extract(tmp_path, monkeypatch, capsys):
+    """--backbone-calib: 'synthetic' or videos reach load_backbone as calib (stream --source and
+    extract-features); with another precision the flag is refused in one line."""
+    import pytest
+
+    import mse_rt.apps.pixel_demo as pd
+    import mse_rt.video.registry as reg
+
+    seen = []
+
+    def loader(*args, **kwargs):
+        seen.append(kwargs)
+        raise _Loaded
+
+    monkeypatch.setattr(pd, "load_pixel_backbone", loader)
+    monkeypatch.setattr(reg, "load_backbone", loader)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the loader stops first")
+    with pytest.raises(_Loaded):
+        main(["stream", "--source", str(video), "--backbone-backend", "openvino", "--backbone-precision", "int8",
+              "--backbone-calib", "synthetic"])
+    with pytest.raises(_Loaded):
+        main(["extract-features", "--backbone-backend", "openvino", "--backbone-precision", "int8",
+              "--backbone-calib", str(tmp_path), "-o", str(tmp_path / "out"), str(video)])
+    assert seen[0]["calib"] == "synthetic" and seen[0]["precision"] == "int8"
+    assert seen[1]["calib"] == [str(tmp_path)] and seen[1]["precision"] == "int8"
+    capsys.readouterr()
+    for argv in (["stream", "--source", str(video), "--backbone-precision", "bf16", "--backbone-calib", "synthetic"],
+                 ["extract-features", "--backbone-calib", "synthetic", "-o", str(tmp_path / "o2"), str(video)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == "mse-rt: error: --backbone-calib calibrates an int8 backbone (--backbone-precision int8); " \
+                      "drop it\n", err
+    assert len(seen) == 2  # no backbone was loaded for the refused flags
