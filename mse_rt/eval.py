@@ -292,6 +292,8 @@ def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None
     p = load_predictions(results, g.names, strict=strict)
     unmatched = check_video_overlap(p.video_ids or set(), g.video_ids or set(), g.subsets or [])
     classes = sorted(set(g.label.tolist()))
+    foreign = check_class_overlap(p.label, classes)
+    unmatched = "; ".join(m for m in (unmatched, foreign) if m)
     ap = np.zeros((len(tious), len(classes)))
     for c_idx, c in enumerate(classes):
         gm, pm = g.label == c, p.label == c
@@ -300,6 +302,26 @@ def evaluate(results, gt, tiou_thresholds=THUMOS_TIOUS, split: str | None = None
             Segments(p.video[pm], p.start[pm], p.end[pm], p.label[pm], p.score[pm]), tious)
     mAP = ap.mean(axis=1)
     return EvalResult(tious, mAP, float(mAP.mean()), ap, classes, g.subsets, int((p.end < p.start).sum()), unmatched)
+
+
+def check_class_overlap(pred_labels: np.ndarray, classes: list[int]) -> str:
+    """Predictions of classes the ground truth does not hold are ignored (module docstring): when
+    that is every prediction, :class:`InputError` (a mAP of 0 would look like a bad model, not a
+    label mapping of another dataset); when it is some, a warning with the count, returned."""
+    if not len(pred_labels):
+        return ""
+    outside = ~np.isin(pred_labels, np.asarray(classes, dtype=np.int64))
+    if not outside.any():
+        return ""
+    ex = ", ".join(str(v) for v in sorted(set(pred_labels[outside].tolist()))[:5])
+    known = f"{classes[0]}..{classes[-1]}" if classes == list(range(classes[0], classes[-1] + 1)) else str(classes[:10])
+    if outside.all():
+        raise InputError(f"no prediction has a class of the ground truth: result labels e.g. {ex}, ground-truth "
+                         f"classes {known}; results of another dataset or label mapping?")
+    msg = (f"{int(outside.sum())} of {len(pred_labels)} predictions have classes the ground truth does not hold "
+           f"(e.g. {ex}; ground-truth classes {known}): ignored")
+    warnings.warn(msg, UserWarning, stacklevel=3)
+    return msg
 
 
 def check_video_overlap(pred_ids: set[str], gt_ids: set[str], subsets: list[str]) -> str:

@@ -22,6 +22,17 @@ def int_at_least(low: int):
     return parse
 
 
+def int_in(low: int, high: int, why: str = ""):
+    """argparse type: an integer in [low, high], with a usage error naming the range (and ``why``)."""
+    def parse(text: str) -> int:
+        v = int_at_least(low)(text)
+        if v > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}]{why}, got {v}")
+        return v
+
+    return parse
+
+
 positive_int = int_at_least(1)
 
 

@@ -11,7 +11,11 @@ import warnings
 import numpy as np
 
 from ..errors import MseRtError
-from .args import frame_rate, nonneg_int, positive_int
+from .args import frame_rate, int_in, nonneg_int, positive_int
+
+# a benchmark batch is held in memory at once: B x T x C floats (THUMOS: 64 x 2304 x 2048 = 1.2 GB)
+# or B x 16 x S x S x 3 bytes of clips (224: 64 x 2.4 MB)
+MAX_BENCH_BATCH = 64
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -114,6 +118,26 @@ def _backbone_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_report_outputs(args: argparse.Namespace) -> None:
+    """--json / --md: refused before any work when one is an input (config, checkpoint, a calibration
+    file, also inside a given folder, through links too), when both name one file, or when the
+    folder cannot receive it."""
+    from pathlib import Path
+
+    from ..io.files import check_not_an_input, check_output_path
+
+    outs = [o for o in (args.json, args.md) if o]
+    if len(outs) == 2 and Path(outs[0]).absolute() == Path(outs[1]).absolute():
+        raise MseRtError(f"--json and --md name the same file {outs[0]}: give two paths")
+    inputs: list[Path] = [Path(p) for p in (getattr(args, "config", None), getattr(args, "ckpt", None)) if p]
+    for c in args.calib or []:
+        c = Path(c)
+        inputs += sorted(f for f in c.rglob("*") if f.is_file())[:100_000] if c.is_dir() else [c]
+    for o in outs:
+        check_not_an_input(o, inputs, what="benchmark report")
+        check_output_path(o, what="benchmark report")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -167,6 +191,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from ..apps.benchmark import markdown, run_benchmark, to_json
     from ..io.files import atomic_write_text
 
+    _check_report_outputs(args)
     if args.backbone:
         return _backbone_benchmark(args)
     variants = _tad_variants(args, ["eager", "onnxruntime"])
@@ -204,7 +229,7 @@ def register(sub) -> None:
                     help="compare the video backbone NAME (i3d-rgb) instead: features and Kinetics logits vs the "
                          "reference on --clips clips of the given videos (none: rendered synthetic clips)")
     cp.add_argument("--size", type=positive_int, default=224, help="--backbone: frame side in pixels")
-    cp.add_argument("--clips", type=positive_int, default=16, help="--backbone: clips compared")
+    cp.add_argument("--clips", type=int_in(1, 256), default=16, help="--backbone: clips compared (up to 256)")
     cp.add_argument("--reference", default="eager", help="the variant the others are compared with (eager)")
     cp.add_argument("--variants", nargs="+", default=None, help=variants_help)
     cp.add_argument("--calib", nargs="+", default=None,
@@ -233,7 +258,8 @@ def register(sub) -> None:
                     help="video lengths in feature steps, up to the config's longest video (default: max_seq_len)")
     bm.add_argument("--allow-unverified-checkpoint", action="store_true",
                     help="accept a legacy (non-zip) checkpoint, which carries no checksum")
-    bm.add_argument("--B", type=positive_int, nargs="+", default=[1, 4], help="batch sizes (--backbone: clips per call)")
+    bm.add_argument("--B", type=int_in(1, MAX_BENCH_BATCH, " (videos or clips per call)"), nargs="+", default=[1, 4],
+                    help=f"batch sizes, up to {MAX_BENCH_BATCH} (--backbone: clips per call)")
     bm.add_argument("--warmup", type=nonneg_int, default=2)
     bm.add_argument("--repeat", type=positive_int, default=5)
     bm.add_argument("--calib", nargs="+", default=None)

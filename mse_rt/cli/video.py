@@ -104,6 +104,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
         try:
             report = extract_to_folder(videos, args.output, backbone, spec, ids=ids, clip_batch=args.clip_batch,
+                                       overwrite=args.overwrite,
                                        on_clips=bar.update, on_video=on_video, **source_options(args))
         except KeyboardInterrupt:
             bar.close()
@@ -125,6 +126,8 @@ def register(sub) -> None:
     p = sub.add_parser("extract-features", help="videos -> one (T, C) float32 .npy of clip features per video")
     p.add_argument("videos", nargs="+", help="video files, or folders (their video files, recursively)")
     p.add_argument("-o", "--output", required=True, help="output folder: <video_id>.npy and <video_id>.json each")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace <video_id>.npy files that extract-features did not write (refused by default)")
     p.add_argument("--config", help="TAD config: clip length / stride / fps and its 'video' section fix the spec")
     p.add_argument("--fps", type=frame_rate, default=None, help="frame rate clips are cut at (default 30, or the "
                    "config's dataset.default_fps)")

@@ -178,24 +178,27 @@ _TYPES: dict[tuple[str, str], tuple[type, ...]] = {
 # Allowed ranges of the values read at inference / export: (low, high, "[" or "(" , "]" or ")").
 # None = unbounded on that side. Checked after the types, so every value here is a number.
 _INF = None
+# Upper bounds: far above every published config (max_seq_len 2304, widths <= 2048), low enough
+# that a typo (max_seq_len: 100000000) is a ConfigError instead of a model that allocates for minutes.
+MAX_SEQ_LEN = 65536
 
 
 _RANGES: dict[tuple[str, str], tuple] = {
     ("dataset", "feat_stride"): (0, _INF, "(", ")"),
     ("dataset", "num_frames"): (0, _INF, "[", ")"),
-    ("dataset", "input_dim"): (1, _INF, "[", ")"),
+    ("dataset", "input_dim"): (1, 65536, "[", "]"),
     ("dataset", "num_classes"): (1, _INF, "[", ")"),
-    ("dataset", "max_seq_len"): (1, _INF, "[", ")"),
+    ("dataset", "max_seq_len"): (1, MAX_SEQ_LEN, "[", "]"),
     ("model", "scale_factor"): (2, _INF, "[", ")"),
     ("model", "n_head"): (1, _INF, "[", ")"),
     ("model", "embd_kernel_size"): (1, _INF, "[", ")"),
-    ("model", "embd_dim"): (1, _INF, "[", ")"),
-    ("model", "fpn_dim"): (1, _INF, "[", ")"),
-    ("model", "head_dim"): (1, _INF, "[", ")"),
+    ("model", "embd_dim"): (1, 16384, "[", "]"),
+    ("model", "fpn_dim"): (1, 16384, "[", "]"),
+    ("model", "head_dim"): (1, 16384, "[", "]"),
     ("model", "head_kernel_size"): (1, _INF, "[", ")"),
     ("model", "boudary_kernel_size"): (1, _INF, "[", ")"),
     ("model", "head_num_layers"): (1, _INF, "[", ")"),
-    ("model", "max_buffer_len_factor"): (1, _INF, "[", ")"),
+    ("model", "max_buffer_len_factor"): (1, 64, "[", "]"),
     ("model", "k"): (0, _INF, "(", ")"),
     ("model", "num_bins"): (1, _INF, "[", ")"),
     ("model", "mse_mlp_dim"): (1, _INF, "[", ")"),

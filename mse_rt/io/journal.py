@@ -268,8 +268,10 @@ class Journal:
             raise OutputError(f"cannot remove run journal {self.path}: {exc.strerror or exc}") from exc
         self.close()
 
-    def close(self) -> None:
-        """Flush, fsync and unlock; an empty journal file (nothing was ever journaled) is removed."""
+    def close(self, quiet: bool = False) -> None:
+        """Flush, fsync and unlock; an empty journal file (nothing was ever journaled) is removed. A
+        failing flush (a full disk) is an :class:`OutputError`, or ignored with ``quiet`` (the error
+        already on its way names the journal; every complete line is in the file)."""
         if self._f is None:
             return
         f, self._f = self._f, None
@@ -278,14 +280,20 @@ class Journal:
             os.fsync(f.fileno())
             if f.seek(0, os.SEEK_END) == 0:
                 self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            if not quiet:
+                raise OutputError(f"cannot write run journal {self.path}: {exc.strerror or exc}") from exc
         finally:
-            f.close()
+            try:
+                f.close()
+            except OSError:  # the same unwritable bytes again: reported above (or by the error in flight)
+                pass
 
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(quiet=exc_type is not None)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..io.results import DetectionResult
 from ..pipeline.segments import to_seconds
 
@@ -49,6 +50,14 @@ def result_from_steps(video_id: str, segs: torch.Tensor, scores: torch.Tensor, l
                            fps, duration)
 
 
+def check_detector(detector) -> None:
+    """:class:`InputError` unless ``detector`` is a built Detector (something with ``cfg`` and ``nms``,
+    as :class:`mse_rt.Detector` has): streams wrap a Detector, not a config path or None."""
+    if not (isinstance(getattr(detector, "cfg", None), dict) and callable(getattr(detector, "nms", None))):
+        raise InputError(f"a stream needs a built Detector (e.g. mse_rt.Detector.from_checkpoint(config, ckpt)), "
+                         f"got {type(detector).__name__}")
+
+
 class StreamingDetector(abc.ABC):
     """One stream through a :class:`~mse_rt.Detector`; see the module docstring.
 
@@ -74,6 +83,7 @@ class StreamingDetector(abc.ABC):
 
     def __new__(cls, detector=None, hop: int | None = None, window: int | None = None, fps: float | None = None,
                 video_id: str = "stream", latency_history: int = 1000, lag: int | None = None, *args, **kwargs):
+        check_detector(detector)
         if cls is StreamingDetector:  # the modes' modules are imported by the package's __init__
             cls = StreamingDetector._modes["windowed" if lag is None else "lagged"]
         return super().__new__(cls)

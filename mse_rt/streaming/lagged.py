@@ -57,7 +57,7 @@ from ..io.results import DetectionResult
 from ..pipeline.candidates import Candidates
 from ..pipeline.inputs import check_chunk, check_fps
 from ..pipeline.segments import NMS_LEN_EPS, segment_iou
-from .base import StreamingDetector, latency_summary, result_from_steps
+from .base import StreamingDetector, check_detector, latency_summary, result_from_steps
 
 
 def _blocked(c: Candidates, pending: Candidates, hold_iou: float) -> torch.Tensor:
@@ -96,6 +96,30 @@ def check_lag_hop(lag, hop, window: int) -> tuple[int, int]:
     return int(lag), int(hop)
 
 
+def _number(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {v!r}")
+    return float(v)
+
+
+def check_rule_params(provisional_min_score, hold_iou, dup_iou) -> tuple[float, float | None, float | None]:
+    """The emission rule's thresholds, validated: provisional_min_score in [0, 1]; hold_iou and
+    dup_iou in (0, 1] or None (off). NaN fails every range. :class:`InputError` naming the value."""
+    p = _number("provisional_min_score", provisional_min_score)
+    if not 0 <= p <= 1:
+        raise InputError(f"provisional_min_score must be in [0, 1], got {provisional_min_score}")
+    out = [p]
+    for name, v in (("hold_iou", hold_iou), ("dup_iou", dup_iou)):
+        if v is None:
+            out.append(None)
+            continue
+        f = _number(name, v)
+        if not 0 < f <= 1:
+            raise InputError(f"{name} must be in (0, 1] or None, got {v}")
+        out.append(f)
+    return out[0], out[1], out[2]
+
+
 class LiveStream:
     """The state of one low-latency stream (see the module docstring); the model runs outside.
 
@@ -112,15 +136,8 @@ class LiveStream:
         self.window_len = int(cfg["model"]["max_seq_len"])
         self.lag, self.hop = check_lag_hop(lag, hop, self.window_len)
         self.fps = check_fps(fps, "fps")
-        if not 0 <= float(provisional_min_score) <= 1:
-            raise InputError(f"provisional_min_score must be in [0, 1], got {provisional_min_score}")
-        self.provisional_min_score = float(provisional_min_score)
-        if hold_iou is not None and not 0 < float(hold_iou) <= 1:
-            raise InputError(f"hold_iou must be in (0, 1] or None, got {hold_iou}")
-        self.hold_iou = None if hold_iou is None else float(hold_iou)
-        if dup_iou is not None and not 0 < float(dup_iou) <= 1:
-            raise InputError(f"dup_iou must be in (0, 1] or None, got {dup_iou}")
-        self.dup_iou = None if dup_iou is None else float(dup_iou)
+        self.provisional_min_score, self.hold_iou, self.dup_iou = check_rule_params(provisional_min_score, hold_iou,
+                                                                                    dup_iou)
         self.video_id = video_id
         self._nms = nms  # Detector.nms: list[Candidates] -> [(segs, scores, labels, seconds)]
         t = cfg["test_cfg"]
@@ -268,9 +285,11 @@ class StreamPool:
 
     def __init__(self, detector, hop: int = 4, lag: int = 8, provisional_min_score: float = 0.3,
                  hold_iou: float | None = 0.3, dup_iou: float | None = 0.7, latency_history: int = 1000) -> None:
+        check_detector(detector)
         self.det = detector
         window = int(detector.cfg["model"]["max_seq_len"])
         self.lag, self.hop = check_lag_hop(lag, hop, window)
+        check_rule_params(provisional_min_score, hold_iou, dup_iou)  # now, not at the first add()
         if isinstance(latency_history, bool) or not isinstance(latency_history, int) or latency_history < 1:
             raise InputError(f"latency_history must be a positive int (runs kept per stream), got {latency_history!r}")
         self.latency_history = latency_history

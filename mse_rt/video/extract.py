@@ -10,8 +10,10 @@ What a finished video leaves (both written atomically, the ``.npy`` first):
   "clip_spec": ClipSpec.to_dict(), "backbone": backbone_identity, "shape": [T, C],
   "num_frames": n, "duration_s": n / fps, "npy_bytes": size of the .npy}``.
 
-The manifest is the completion mark: a crash or interrupt between the two writes leaves a ``.npy``
-without one, which a rerun redoes. **Resume rule**: a video is skipped when its manifest reads,
+The manifest is written first, then the ``.npy`` (each atomically): a crash or interrupt between
+the two leaves a manifest whose ``.npy`` is missing or does not match it, which a rerun redoes.
+An ``<id>.npy`` with no manifest beside it is not extract-features' output (the user's own
+features): refused before any work unless ``overwrite``. **Resume rule**: a video is skipped when its manifest reads,
 names the same source size and mtime, the same clip spec and backbone identity, and the ``.npy``
 has the size and (T, C) float32 header the manifest states. A changed source file (size or mtime)
 is extracted again. A manifest of *another clip spec or backbone* is refused before any work
@@ -22,6 +24,7 @@ or remove those files.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -108,12 +111,18 @@ def is_complete(npy: Path, source: Path, identity: dict) -> bool:
         and size == m.get("npy_bytes")
 
 
-def check_folder(out_dir: Path, ids: Sequence[str], identity: dict) -> None:
-    """Before any work: no manifest in ``out_dir`` for these ids names another clip spec or backbone
-    (:class:`OutputError` naming the file and the first difference)."""
+def check_folder(out_dir: Path, ids: Sequence[str], identity: dict, overwrite: bool = False) -> None:
+    """Before any work: no manifest in ``out_dir`` for these ids names another clip spec or backbone,
+    and (unless ``overwrite``) no ``<id>.npy`` is there without the manifest extract-features writes
+    beside its own files, a file this run would otherwise replace (:class:`OutputError` naming it)."""
     for vid in ids:
-        m = _read_manifest(out_dir / f"{vid}.npy")
+        npy = out_dir / f"{vid}.npy"
+        m = _read_manifest(npy)
         if m is None:
+            if npy.exists() and not overwrite:
+                raise OutputError(f"{npy} exists and was not written by extract-features (no {manifest_path(npy).name} "
+                                  "beside it): refusing to replace it; choose another output folder, or pass "
+                                  "--overwrite (overwrite=True)")
             continue
         for part in ("clip_spec", "backbone"):
             theirs, ours = m.get(part) or {}, identity[part]
@@ -128,14 +137,15 @@ def check_folder(out_dir: Path, ids: Sequence[str], identity: dict) -> None:
 def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbone, spec: ClipSpec, *,
                       ids: Sequence[str] | None = None, clip_batch: int = 8,
                       on_clips: Callable[[int], None] | None = None,
-                      on_video: Callable[[str, str | None], None] | None = None,
+                      on_video: Callable[[str, str | None], None] | None = None, overwrite: bool = False,
                       **source_options: Any) -> ExtractReport:
     """Extract every video's features into ``out_dir`` (module docstring), skipping finished ones.
 
     ``ids``: output names (default: file names without extension; must be unique). A video that
     fails (unreadable, truncated, no video stream, shorter than one clip, a stall, ...) is recorded
     in ``report.failed`` with its reason and the others go on. ``on_clips(n)`` after every backbone
-    call, ``on_video(video_id, error_or_None)`` after every video (progress). A KeyboardInterrupt
+    call, ``on_video(video_id, error_or_None)`` after every video (progress). An ``<id>.npy`` that
+    extract-features did not write (no manifest beside it) is refused unless ``overwrite``. A KeyboardInterrupt
     propagates; every file already in ``out_dir`` is whole (atomic writes).
 
     Raises:
@@ -155,7 +165,7 @@ def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbon
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
     identity = _identity(spec, backbone)
-    check_folder(out_dir, ids, identity)
+    check_folder(out_dir, ids, identity, overwrite=overwrite)
     report = ExtractReport()
 
     def count(n: int) -> None:
@@ -184,14 +194,18 @@ def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbon
             if on_video is not None:
                 on_video(vid, str(exc))
             continue
-        with atomic_output(npy, what="feature file") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, vf.features)
+        buf = io.BytesIO()
+        np.save(buf, vf.features)
         manifest = {"mse_rt_features": MANIFEST_FORMAT,
                     "source": {"path": str(video), **(stamp or {"size": None, "mtime_ns": None})},
                     **identity, "shape": list(vf.features.shape), "num_frames": vf.num_frames,
-                    "duration_s": vf.duration_s, "npy_bytes": os.path.getsize(npy)}
+                    "duration_s": vf.duration_s, "npy_bytes": buf.getbuffer().nbytes}
+        # the manifest first: a crash between the two writes leaves a manifest whose .npy is missing or
+        # stale (redone by the next run), never an .npy without one (which a run refuses to replace)
         atomic_write_text(manifest_path(npy), json.dumps(manifest, indent=1) + "\n")
+        with atomic_output(npy, what="feature file") as tmp:
+            with open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
         report.written.append(vid)
         if on_video is not None:
             on_video(vid, None)

@@ -151,3 +151,56 @@ def test_unreadable_config_is_a_config_error(tmp_path, content, capsys):
                  str(DEMO / "features")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"config file {cfg}" in err
+
+
+def test_benchmark_reports_never_overwrite_an_input(tmp_path, capsys):
+    """--json / --md onto the config, the checkpoint, a calibration file (also inside a folder,
+    also through a link) or onto each other: refused before any work, every input byte-identical."""
+    import hashlib
+    import shutil
+
+    cfg, ckpt = tmp_path / "c.yaml", tmp_path / "k.pth.tar"
+    shutil.copyfile(CFG, cfg)
+    shutil.copyfile(CKPT, ckpt)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    feat = calib / "v.npy"
+    feat.write_bytes(b"not read")
+    (tmp_path / "link.json").symlink_to(ckpt)
+
+    def digests():
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in (cfg, ckpt, feat)]
+
+    before = digests()
+    base = ["benchmark", "--config", str(cfg), "--ckpt", str(ckpt), "--T", "64", "--B", "1", "--repeat", "1",
+            "--warmup", "0", "--calib", str(calib)]
+    for extra, match in ((["--json", str(cfg)], "benchmark report .*c.yaml is one of the inputs"),
+                         (["--md", str(ckpt)], "is one of the inputs"),
+                         (["--json", str(tmp_path / "link.json")], "is one of the inputs"),
+                         (["--md", str(feat)], "is one of the inputs"),
+                         (["--json", str(tmp_path / "r"), "--md", str(tmp_path / "r")], "name the same file")):
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "mse-rt: error:" in err and __import__("re").search(match, err), err
+    assert digests() == before
+
+
+@pytest.mark.parametrize("flag", [["--B", "65"], ["--B", "1000000"]])
+def test_benchmark_batch_is_bounded(flag, capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--config", CFG, *flag])
+    assert "expected an integer in [1, 64]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("backend", "options", "match"), [
+    ("onnxruntime", 5, "backend_options must be a dict"),
+    ("onnxruntime", {"threads": -1}, r"backend_options \['threads'\] are not options of backend='onnxruntime'; known: "
+                                     r".*intra_op_threads"),
+    ("eager", {"threads": 1}, "backend='eager' takes no backend_options"),
+])
+def test_backend_options_are_checked(backend, options, match):
+    import mse_rt
+    from mse_rt import BackendError
+
+    with pytest.raises(BackendError, match=match):
+        mse_rt.Detector.from_checkpoint(CFG, CKPT, backend=backend, backend_options=options)

@@ -98,12 +98,14 @@ def test_bad_files(tmp_path):
     ("model", "n_head", 0, r"\[1, inf\)"),
     ("test_cfg", "nms_sigma", 0, r"\(0, inf\)"),
     ("model", "k", -1.5, r"\(0, inf\)"),
-    ("dataset", "input_dim", -64, r"\[1, inf\)"),
+    ("dataset", "input_dim", -64, r"\[1, 65536\]"),
+    ("dataset", "max_seq_len", 100_000_000, r"\[1, 65536\]"),  # a typo, not a model that allocates for minutes
+    ("model", "embd_dim", 10 ** 6, r"\[1, 16384\]"),
     ("dataset", "num_classes", 0, r"\[1, inf\)"),
     ("test_cfg", "iou_threshold", 1.5, r"\[0, 1\]"),
     ("test_cfg", "pre_nms_thresh", -0.1, r"\[0, 1\]"),
     ("test_cfg", "voting_thresh", float("nan"), r"\[0, 1\]"),
-    ("model", "max_buffer_len_factor", 0.5, r"\[1, inf\)"),
+    ("model", "max_buffer_len_factor", 0.5, r"\[1, 64\]"),
 ])
 def test_values_out_of_range_name_the_key_and_range(tmp_path, section, key, value, allowed):
     data = _base()

@@ -207,3 +207,19 @@ def test_cli_eval_overlap_messages_are_one_line(tmp_path, capsys):
     assert main(["eval", "--gt", str(gt), "--split", "validation", str(part)]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mse-rt: warning: 1 videos scored: 1 of the 2 result videos")
+
+
+def test_predictions_of_classes_outside_the_ground_truth():
+    """Every prediction's class unknown to the ground truth: an error naming both label sets (not a
+    silent 0.00); some of them: a warning with the count, and they are ignored."""
+    gt = {"database": {"v": {"subset": "test", "annotations": [{"segment": [1.0, 3.0], "label_id": 0},
+                                                              {"segment": [5.0, 7.0], "label_id": 1}]}}}
+    bad = {"results": {"v": [{"segment": [1.0, 3.0], "score": 0.9, "label": 99}]}}
+    with pytest.raises(InputError, match=r"no prediction has a class of the ground truth: result labels e\.g\. 99, "
+                                         r"ground-truth classes 0\.\.1"):
+        evaluate(bad, gt, [0.5])
+    some = {"results": {"v": [{"segment": [1.0, 3.0], "score": 0.9, "label": 0},
+                              {"segment": [5.0, 7.0], "score": 0.8, "label": 7}]}}
+    with pytest.warns(UserWarning, match="1 of 2 predictions have classes the ground truth does not hold"):
+        r = evaluate(some, gt, [0.5])
+    assert r.average == pytest.approx(0.5) and "ignored" in r.unmatched  # class 0 found, class 1 missed

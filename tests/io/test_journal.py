@@ -276,3 +276,28 @@ def test_file_stamp(tmp_path):
     s = file_stamp(p)
     assert s[0] == 5 and s == file_stamp(p)
     assert file_stamp(tmp_path / "missing.npy") is None
+
+
+def test_a_full_disk_on_append_is_one_error_not_a_chain(tmp_path):
+    """The journal's own flush fails (ENOSPC) while appending: the OutputError naming the journal is
+    the only error; closing the journal on the way out does not raise again (no chained OSError)."""
+    import errno
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data=None):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = write
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    out = tmp_path / "r.json"
+    with pytest.raises(OutputError, match="cannot write run journal .*No space left") as info:
+        with Journal.open(out, KEY) as j:
+            j._f = Full(j._f)
+            j.append([("a", DETS, [1, 2])])
+    assert isinstance(info.value.__cause__, OSError) and j._f is None  # closed, quietly

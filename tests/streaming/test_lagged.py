@@ -219,3 +219,26 @@ def test_latency_history_bounds_the_kept_run_times(det):
     assert s.latency_stats()["count"] == 5 and len(pool.streams["a"].latencies) == 5
     with pytest.raises(InputError, match="latency_history must be a positive int"):
         StreamPool(det, latency_history=0)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"hold_iou": 2.0}, r"hold_iou must be in \(0, 1\]"),
+    ({"dup_iou": -1}, r"dup_iou must be in \(0, 1\]"),
+    ({"provisional_min_score": float("nan")}, r"provisional_min_score must be in \[0, 1\]"),
+    ({"hold_iou": "0.3"}, "hold_iou must be a number"),
+])
+def test_rule_thresholds_are_checked_when_the_pool_is_made(det, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        StreamPool(det, **kwargs)
+    with pytest.raises(InputError, match=match):
+        StreamingDetector(det, lag=8, fps=30.0, **kwargs)
+
+
+@pytest.mark.parametrize("not_a_detector", [None, "config.yaml", 3])
+def test_a_stream_needs_a_built_detector(not_a_detector):
+    with pytest.raises(InputError, match="a stream needs a built Detector"):
+        StreamingDetector(not_a_detector, lag=8)
+    with pytest.raises(InputError, match="a stream needs a built Detector"):
+        StreamingDetector(not_a_detector)
+    with pytest.raises(InputError, match="a stream needs a built Detector"):
+        StreamPool(not_a_detector)

@@ -131,7 +131,7 @@ def test_npy_without_manifest_or_damaged_is_redone(tmp_path, capsys):
     src, frames = _folder(tmp_path, n_good=2, corrupt=False)
     out = tmp_path / "feats"
     assert main([*STUB, "-o", str(out), str(src)]) == 0
-    (out / "a.json").unlink()                            # a crash between the two writes
+    (out / "a.npy").unlink()                             # a crash between the two writes (manifest first)
     (out / "b.npy").write_bytes((out / "b.npy").read_bytes()[:100])  # damaged
     capsys.readouterr()
     assert main([*STUB, "-o", str(out), str(src)]) == 0
@@ -209,3 +209,20 @@ def test_sigint_on_a_folder_of_20_videos_then_resume(tmp_path):
     assert all((out / n).stat().st_mtime_ns == t for n, t in first.items())
     for stem, f in frames.items():
         np.testing.assert_allclose(np.load(out / f"{stem}.npy"), H.hand_features(f), rtol=1e-6, atol=1e-6)
+
+
+def test_a_feature_file_extract_features_did_not_write_is_kept_unless_overwrite(tmp_path, capsys):
+    """An <id>.npy in the output folder without extract-features' manifest (the user's own features)
+    is refused before any work, byte-identical; --overwrite replaces it."""
+    src, frames = _folder(tmp_path, n_good=1, corrupt=False)
+    out = tmp_path / "feats"
+    out.mkdir()
+    mine = out / "a.npy"
+    np.save(mine, np.arange(6, dtype=np.float32).reshape(2, 3))
+    before = mine.read_bytes()
+    assert main([*STUB, "-o", str(out), str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "a.npy exists and was not written by extract-features" in err and "--overwrite" in err
+    assert mine.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["a.npy"]
+    assert main([*STUB, "--overwrite", "-o", str(out), str(src)]) == 0
+    np.testing.assert_allclose(np.load(mine), H.hand_features(frames["a"]), rtol=1e-6, atol=1e-6)
