@@ -148,7 +148,7 @@ def read_fp32_source(model_path: str | Path, allow_unverified: bool = False) -> 
         raise ExportError(f"{model_path} is not an mse_rt ONNX graph (no metadata); export it with mse-rt export")
     verify_onnx_checksum(model_path, meta.get(CHECKSUM_KEY), allow_unverified=allow_unverified)
     if meta.get("mse_rt.precision", "fp32") != "fp32":
-        raise ExportError(f"{model_path} is a {meta['mse_rt.precision']} graph; quantize the fp32 export")
+        raise ExportError(f"{model_path} is already a {meta['mse_rt.precision']} graph; quantize the fp32 export")
     if "mse_rt.quantization" in meta:
         raise ExportError(f"{model_path} is already quantized")
     try:

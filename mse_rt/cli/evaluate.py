@@ -56,12 +56,20 @@ def _tad_variants(args: argparse.Namespace, default: list[str]) -> list[str]:
     return names
 
 
+def _check_backbone_mode(args: argparse.Namespace) -> None:
+    """--backbone: a registered backbone name; the TAD-only flags are refused, not ignored."""
+    from ..video.registry import BACKBONES
+
+    if args.backbone not in BACKBONES:
+        raise MseRtError(f"--backbone: unknown backbone {args.backbone!r}; registered: {', '.join(sorted(BACKBONES))}")
+    for flag in ("config", "ckpt", "T", "hint", "gt"):
+        if getattr(args, flag, None) not in (None, "latency"):
+            raise MseRtError(f"--backbone times / compares the video backbone alone: drop --{flag}")
+
+
 def _backbones(args: argparse.Namespace, names: list[str]) -> dict:
     from ..apps.backbone_variants import check_variants, load_variants
 
-    for flag in ("config", "ckpt"):
-        if getattr(args, flag, None):
-            raise MseRtError(f"--backbone times / compares the video backbone alone: drop --{flag}")
     check_variants(names)
     return load_variants(names, args.backbone, size=args.size, threads=args.threads, calib=args.calib)
 
@@ -70,6 +78,7 @@ def _backbone_compare(args: argparse.Namespace) -> int:
     from ..apps.backbone_variants import agreement_markdown, compare_backbones, held_out_clips
     from ..video.clips import ClipSpec, iter_clips
 
+    _check_backbone_mode(args)
     names = list(dict.fromkeys([args.reference, *(args.variants or [])]))
     if len(names) < 2:
         raise MseRtError("--variants: name at least one backbone variant besides the reference")
@@ -104,6 +113,7 @@ def _backbone_benchmark(args: argparse.Namespace) -> int:
     from ..apps.backbone_variants import benchmark_backbones, timing_markdown, to_dicts
     from ..io.files import atomic_write_text
 
+    _check_backbone_mode(args)
     rows = benchmark_backbones(_backbones(args, args.variants or ["eager", "openvino-bf16"]), args.size, args.B,
                                warmup=args.warmup, repeat=args.repeat)
     md = timing_markdown(rows, args.size)

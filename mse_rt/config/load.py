@@ -60,6 +60,8 @@ def load_config(path: str | Path) -> dict:
     (:class:`ConfigWarning`) about keys the reference does not know.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a directory; give the YAML file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -165,3 +165,8 @@ def test_video_section_is_mse_rt_own_and_validated(tmp_path):
     data["video"], data["dataset"]["default_fps"] = {}, None
     with pytest.raises(ConfigError, match="default_fps"):
         load_config(_write(tmp_path, data))
+
+
+def test_a_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory; give the YAML file"):
+        load_config(tmp_path)

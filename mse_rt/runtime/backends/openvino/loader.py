@@ -66,7 +66,7 @@ def read_mse_rt_onnx(path: Path, allow_unverified: bool = False) -> tuple[dict, 
     except ValueError as exc:
         raise BackendError(f"the ONNX file's mse_rt.config metadata is not a valid config: {exc}") from exc
     if meta.get("mse_rt.precision", "fp32") != "fp32":
-        raise BackendError(f"{path} is a {meta['mse_rt.precision']} graph; give OpenVINO the fp32 export "
+        raise BackendError(f"{path} is already a {meta['mse_rt.precision']} graph; give OpenVINO the fp32 export "
                            "(precision is chosen here)")
     return cfg, meta, verified
 
