@@ -45,6 +45,7 @@ from .backends import (
     triton_backend,
 )
 from .cache import cached, export_cache_dir, onnx_entry_expect, onnx_entry_key
+from .options import check_backend_options
 
 
 def _triton_importable() -> bool:
@@ -114,7 +115,7 @@ class Detector:
         """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        cls._check_backend_options(backend, backend_options)
+        check_backend_options(cls, backend, backend_options)
         cfg = load_config(config_path)
         model = build_model(cfg)
         load_checkpoint(model, ckpt_path, sha256=sha256, allow_unverified=allow_unverified)
@@ -159,34 +160,6 @@ class Detector:
                           expect=expect)
         return cached(cache / "onnx" / f"{key}.onnx", build_onnx, lambda p: cls.from_onnx(p, **opts, **kwargs),
                       expect=expect)
-
-    @classmethod
-    def _check_backend_options(cls, backend: str, options) -> None:
-        """``backend_options`` of :meth:`from_checkpoint`: None or a dict whose keys the backend's
-        constructor takes (:class:`BackendError` naming the unknown ones and the known ones)."""
-        import inspect
-
-        if options is None:
-            return
-        if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-            raise BackendError(f"backend_options must be a dict of option name -> value, got {type(options).__name__}")
-        if backend == "eager":
-            if options:
-                raise BackendError(f"backend='eager' takes no backend_options, got {sorted(options)}")
-            return
-        targets = {"onnxruntime": (cls.from_onnx,), "openvino": (cls.from_openvino,),
-                   "tensorrt": (cls.from_engine,)}.get(backend)
-        if targets is None:  # triton: its options are checked by its backend (an optional import)
-            return
-        known = {"fp16", "max_batch"} if backend == "tensorrt" else set()
-        for f in (*targets, cls.__init__):
-            known |= {n for n, prm in inspect.signature(f).parameters.items()
-                      if prm.kind not in (prm.VAR_KEYWORD, prm.VAR_POSITIONAL) and n not in ("self", "cls", "path",
-                                                                                              "cfg", "backend")}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise BackendError(f"backend_options {unknown} are not options of backend={backend!r}; "
-                               f"known: {', '.join(sorted(known))}")
 
     @classmethod
     def _openvino_int8_cached(cls, cache: Path, ckpt_sha: str, cfg: dict, opts: dict, kwargs: dict,

@@ -50,6 +50,30 @@ def result_from_steps(video_id: str, segs: torch.Tensor, scores: torch.Tensor, l
                            fps, duration)
 
 
+def _number(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {v!r}")
+    return float(v)
+
+
+def check_rule_params(provisional_min_score, hold_iou, dup_iou) -> tuple[float, float | None, float | None]:
+    """The emission rule's thresholds, validated: provisional_min_score in [0, 1]; hold_iou and
+    dup_iou in (0, 1] or None (off). NaN fails every range. :class:`InputError` naming the value."""
+    p = _number("provisional_min_score", provisional_min_score)
+    if not 0 <= p <= 1:
+        raise InputError(f"provisional_min_score must be in [0, 1], got {provisional_min_score}")
+    out = [p]
+    for name, v in (("hold_iou", hold_iou), ("dup_iou", dup_iou)):
+        if v is None:
+            out.append(None)
+            continue
+        f = _number(name, v)
+        if not 0 < f <= 1:
+            raise InputError(f"{name} must be in (0, 1] or None, got {v}")
+        out.append(f)
+    return out[0], out[1], out[2]
+
+
 def check_detector(detector) -> None:
     """:class:`InputError` unless ``detector`` is a built Detector (something with ``cfg`` and ``nms``,
     as :class:`mse_rt.Detector` has): streams wrap a Detector, not a config path or None."""

@@ -57,7 +57,7 @@ from ..io.results import DetectionResult
 from ..pipeline.candidates import Candidates
 from ..pipeline.inputs import check_chunk, check_fps
 from ..pipeline.segments import NMS_LEN_EPS, segment_iou
-from .base import StreamingDetector, check_detector, latency_summary, result_from_steps
+from .base import StreamingDetector, check_detector, check_rule_params, latency_summary, result_from_steps
 
 
 def _blocked(c: Candidates, pending: Candidates, hold_iou: float) -> torch.Tensor:
@@ -94,30 +94,6 @@ def check_lag_hop(lag, hop, window: int) -> tuple[int, int]:
     if not 1 <= hop <= window:
         raise InputError(f"hop must be an integer in [1, window={window}] steps, got {hop}")
     return int(lag), int(hop)
-
-
-def _number(name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise InputError(f"{name} must be a number, got {v!r}")
-    return float(v)
-
-
-def check_rule_params(provisional_min_score, hold_iou, dup_iou) -> tuple[float, float | None, float | None]:
-    """The emission rule's thresholds, validated: provisional_min_score in [0, 1]; hold_iou and
-    dup_iou in (0, 1] or None (off). NaN fails every range. :class:`InputError` naming the value."""
-    p = _number("provisional_min_score", provisional_min_score)
-    if not 0 <= p <= 1:
-        raise InputError(f"provisional_min_score must be in [0, 1], got {provisional_min_score}")
-    out = [p]
-    for name, v in (("hold_iou", hold_iou), ("dup_iou", dup_iou)):
-        if v is None:
-            out.append(None)
-            continue
-        f = _number(name, v)
-        if not 0 < f <= 1:
-            raise InputError(f"{name} must be in (0, 1] or None, got {v}")
-        out.append(f)
-    return out[0], out[1], out[2]
 
 
 class LiveStream:
