@@ -225,11 +225,13 @@ def validate_onnx(path: str | Path, graph: DetectorGraph, cfg: dict, batch: int 
         raise ExportError(f"exported graph {path} is invalid: {type(exc).__name__}: {exc}") from exc
     try:
         import onnxruntime as ort
+
+        from mse_rt.runtime.backends.onnxruntime import session_options
     except ImportError as exc:
         raise ExportError("validating the export needs onnxruntime: pip install 'mse-rt[onnx]' "
                           "(or pass validate=False)") from exc
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:
         if "NOT_IMPLEMENTED" in str(exc) or "Could not find an implementation" in str(exc):
             log.warning("ONNX Runtime (CPU) has no kernel for part of %s (%s); validated by checker and shape "

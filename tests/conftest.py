@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 # `make test` runs two pytest-xdist workers on a 2-core machine: one torch / OpenMP thread each,
-# and no OpenMP spin-waiting (a spinning worker starves the other one; docs/cpu_precisions.md).
-# Set before torch is imported; a test that measures threads sets its own.
+# no OpenMP spin-waiting, and one ONNX Runtime / OpenVINO thread per session (MSE_RT_THREADS; their
+# own default is a spinning thread per core, which doubled the other worker's test times). A
+# spinning worker starves the other one (docs/cpu_precisions.md). Set before torch is imported and
+# inherited by the processes tests start; a test that measures threads sets its own.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("MSE_RT_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

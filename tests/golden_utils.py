@@ -30,3 +30,16 @@ def demo_map(det) -> float:
 
     rs = [det.detect(v["feats"], fps=v["fps"], video_id=v["video_id"]) for v in read_dataset(DEMO)]
     return evaluate(rs, DEMO / "annotations.json", THUMOS_TIOUS, split="validation").average
+
+
+def check_int8_structure(det):
+    """The recipe's float islands: the LayerNorm channel-sum convs read no FakeQuantize; the heads'
+    trunk convs (run once on the joined levels) read one quantized tensor each (per-level
+    FakeQuantize scales in front of the join sent them to bf16)."""
+    sums = [op for op in det.backend.model.get_ordered_ops() if op.get_friendly_name().endswith("/sum")]
+    assert len(sums) == det.backend.layernorm_mean_convs > 0
+    assert all(op.input_value(0).get_node().get_type_name() != "FakeQuantize"
+               and op.input_value(1).get_node().get_type_name() == "Constant" for op in sums)
+    trunk = [op for op in det.backend.model.get_ordered_ops()
+             if op.get_type_name() == "Convolution" and "_head/head." in op.get_friendly_name()]
+    assert trunk and all(op.input_value(0).get_node().get_type_name() == "FakeQuantize" for op in trunk)

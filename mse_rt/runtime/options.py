@@ -4,6 +4,7 @@ holds the construction paths themselves)."""
 from __future__ import annotations
 
 import inspect
+import os
 
 from ..errors import BackendError
 
@@ -33,3 +34,22 @@ def check_backend_options(cls, backend: str, options) -> None:
     if unknown:
         raise BackendError(f"backend_options {unknown} are not options of backend={backend!r}; "
                            f"known: {', '.join(sorted(known))}")
+
+
+THREADS_ENV = "MSE_RT_THREADS"
+
+
+def default_threads(threads: int | None) -> int | None:
+    """The intra-op thread count of an ONNX Runtime session or an OpenVINO model (TAD or backbone):
+    ``threads`` when given, else the environment's ``MSE_RT_THREADS`` (a positive integer), else None
+    (the library's own default: one thread per core, spinning while it waits). Several processes
+    sharing a few cores (test workers, a process per camera) set the variable once instead of
+    passing ``threads`` to every constructor: two spinning pools on two cores halve each other."""
+    if threads is not None:
+        return threads
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BackendError(f"{THREADS_ENV}={raw!r}: expected a positive integer (thread count), or unset it")
+    return int(raw)

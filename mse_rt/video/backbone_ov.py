@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
+from ..runtime.options import default_threads
 from .backbone import I3dBackbone
 from .export import INPUT_NAME, read_backbone_onnx
 
@@ -89,6 +90,7 @@ class OpenVinoBackbone(I3dBackbone):
             model = self._int8_model(model, calib, calib_clips, cache_dir)
         self.model = model
         self.config = {"PERFORMANCE_HINT": _HINTS[hint], "INFERENCE_PRECISION_HINT": float_precision}
+        threads = default_threads(threads)  # None: MSE_RT_THREADS, else OpenVINO's own
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
         if cache_dir is not False:

@@ -158,11 +158,13 @@ def _validate(path: Path, module: FastInceptionI3d, size: tuple[int, int], outpu
         raise ExportError(f"exported backbone {path} is invalid: {type(exc).__name__}: {exc}") from exc
     try:
         import onnxruntime as ort
+
+        from ..runtime.backends.onnxruntime import session_options
     except ImportError as exc:
         raise ExportError("validating the export needs onnxruntime: pip install 'mse-rt[onnx]' (or validate=False)") from exc
     L, S = size
     x = np.random.default_rng(1).integers(0, 256, (2, L, S, S, 3), dtype=np.uint8)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     got = sess.run(outputs, {INPUT_NAME: x})
     with torch.inference_mode():
         ref = module(torch.from_numpy(x))

@@ -1,37 +1,15 @@
-"""The bundled demo: the trained model reaches mAP >= 0.7 on its held-out videos, identically on
-every CPU backend; `mse-rt demo` prints the table and writes the PNG."""
+"""The bundled demo: `mse-rt demo` prints the table and writes the PNG, and every results file it
+writes scores mAP >= 0.7 on the held-out videos (float backends equal to eager, each reduced
+precision within 0.5 point)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import mse_rt
-from mse_rt.apps.demo import DEMO, DEMO_CKPT, DEMO_CONFIG, available_backends
+from mse_rt.apps.demo import DEMO, available_backends
 from mse_rt.cli import main
 from mse_rt.eval import THUMOS_TIOUS, evaluate
-from mse_rt.io.dataset import read_dataset
-
-
-@pytest.fixture(scope="module")
-def held_out():
-    return read_dataset(DEMO, subset="validation")
-
-
-@pytest.mark.slow
-def test_demo_model_map_on_every_cpu_backend(held_out, tmp_path_factory):
-    scores = {}
-    for backend, why in available_backends().items():
-        if why or backend in ("triton", "tensorrt"):  # CPU backends here
-            continue
-        det = mse_rt.Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=backend,
-                                              cache_dir=tmp_path_factory.mktemp(backend))
-        rs = det.detect_batch([v["feats"] for v in held_out], fps=30.0, video_ids=[v["video_id"] for v in held_out])
-        scores[backend] = evaluate(rs, DEMO / "annotations.json", THUMOS_TIOUS)
-    assert "eager" in scores and len(scores) >= 2, f"need eager and onnxruntime here, got {list(scores)}"
-    for backend, ev in scores.items():
-        assert ev.average >= 0.7, f"{backend}: demo mAP {ev.average:.3f} < 0.7"
-        np.testing.assert_allclose(ev.mAP, scores["eager"].mAP, atol=1e-3, err_msg=backend)
 
 
 @pytest.mark.slow
@@ -47,4 +25,15 @@ def test_demo_command(tmp_path, capsys):
             assert why in out
     png = (tmp_path / "timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert (tmp_path / "results_eager.json").is_file()
+    # every results file the demo wrote, scored here by the evaluator against the ground truth (not
+    # read from the printed table): >= 0.7 everywhere; the float backends equal eager's mAP, each
+    # reduced precision within the documented 0.5 point (docs/cpu_precisions.md)
+    scores = {f.stem.removeprefix("results_"): evaluate(f, DEMO / "annotations.json", THUMOS_TIOUS)
+              for f in tmp_path.glob("results_*.json")}
+    assert {"eager", "onnxruntime"} <= set(scores), f"need eager and onnxruntime here, got {sorted(scores)}"
+    for name, ev in scores.items():
+        assert ev.average >= 0.7, f"{name}: demo mAP {ev.average:.3f} < 0.7"
+        if name in available_backends():
+            np.testing.assert_allclose(ev.mAP, scores["eager"].mAP, atol=1e-3, err_msg=name)
+        else:
+            assert abs(ev.average - scores["eager"].average) <= 0.005, f"{name}: {ev.average:.4f}"

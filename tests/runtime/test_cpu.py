@@ -74,3 +74,26 @@ def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
     avail = available_variants()
     assert "no int8 dot-product" in avail["onnxruntime-int8"] and "no int8 dot-product" in avail["openvino-int8"]
     assert avail["onnxruntime"] == "" and avail["openvino-fp32"] == ""
+
+
+def test_thread_count_from_the_environment(golden_onnx, monkeypatch):
+    """MSE_RT_THREADS: the intra-op threads of ONNX Runtime sessions and OpenVINO models built without
+    an explicit count; an explicit count wins; unset, the library's own default; a bad value is refused
+    naming the variable."""
+    from mse_rt.runtime.backends.onnxruntime import session_options
+    from mse_rt.runtime.options import default_threads
+
+    monkeypatch.delenv("MSE_RT_THREADS", raising=False)
+    assert session_options().intra_op_num_threads == 0  # ORT's "one per core"
+    monkeypatch.setenv("MSE_RT_THREADS", "3")
+    assert session_options().intra_op_num_threads == 3 and session_options(2).intra_op_num_threads == 2
+    assert default_threads(None) == 3 and default_threads(5) == 5
+    det = mse_rt.Detector.from_onnx(golden_onnx)
+    assert det.backend.session.get_session_options().intra_op_num_threads == 3
+    pytest.importorskip("openvino")
+    ov_det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", cache_dir=False)
+    assert ov_det.backend.config["INFERENCE_NUM_THREADS"] == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("MSE_RT_THREADS", bad)
+        with pytest.raises(BackendError, match="MSE_RT_THREADS"):
+            mse_rt.Detector.from_onnx(golden_onnx)

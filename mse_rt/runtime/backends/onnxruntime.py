@@ -39,8 +39,12 @@ def _import_ort():
 
 def session_options(intra_op_threads: int | None = None, inter_op_threads: int | None = None,
                     graph_optimization: str = "all"):
-    """ONNX Runtime SessionOptions from plain values (threads: None = ORT default)."""
+    """ONNX Runtime SessionOptions from plain values (intra-op threads: None = ``MSE_RT_THREADS``,
+    else ORT's default: :func:`mse_rt.runtime.options.default_threads`)."""
+    from ..options import default_threads
+
     ort = _import_ort()
+    intra_op_threads = default_threads(intra_op_threads)
     if graph_optimization not in _OPT_LEVELS:
         raise BackendError(f"graph_optimization must be one of {_OPT_LEVELS}, got {graph_optimization!r}")
     so = ort.SessionOptions()

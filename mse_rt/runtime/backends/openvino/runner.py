@@ -55,6 +55,7 @@ import torch
 
 from ....errors import BackendError
 from ....model.detector_graph import INPUT_NAMES, OUTPUT_NAMES
+from ...options import default_threads
 from ..base import Backend, ShapeLRU
 from .ir import json_entry, read_ir
 from .loader import import_openvino, read_mse_rt_onnx, resolve_precision
@@ -148,6 +149,7 @@ class OpenVinoBackend(Backend):
             self.layernorm_mean_convs = layernorm_means_as_convs(model)
         super().__init__(cfg, "cpu")
         self.config = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_PRECISION_HINT": float_precision}
+        threads = default_threads(threads)  # None: MSE_RT_THREADS, else OpenVINO's own
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
         # OpenVINO's blob cache rebuilds a cached model without its per-node rt_info, so the bf16
