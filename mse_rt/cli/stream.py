@@ -201,7 +201,8 @@ def register(sub) -> None:
     vid.add_argument("--threads-decode", type=nonneg_int, default=DEFAULT_THREADS.decode,
                      help="FFmpeg decoder threads per source (0: FFmpeg's choice)")
     vid.add_argument("--threads-backbone", type=positive_int, default=DEFAULT_THREADS.backbone,
-                     help="torch threads of the backbone stage (OpenVINO / ONNX Runtime: the backbone's own)")
+                     help="threads of the backbone stage (torch, or the OpenVINO / ONNX Runtime backbone's own; "
+                          "default: every core this process may use, %(default)s here)")
     vid.add_argument("--threads-tad", type=positive_int, default=DEFAULT_THREADS.tad,
                      help="torch threads of the TAD stage")
     vid.add_argument("--queue-clips", type=positive_int, default=16, help="clips queued per source")

@@ -1,6 +1,6 @@
 """Live video: sources -> frames -> clips -> backbone -> lagged streaming -> events, for many sources at once.
 
-    pool = VideoStreamPool(det, bb, hop=4, lag=8, threads=StageThreads(decode=1, backbone=1, tad=1))
+    pool = VideoStreamPool(det, bb, hop=4, lag=8, threads=StageThreads(decode=1, backbone=2, tad=1))
     pool.add("cam1", "rtsp://cam1/stream"); pool.add("cam2", "match.mp4", realtime=True)
     for upd in pool.updates():          # LiveUpdate per stream and TAD step, in arrival order
         print(upd.stream, upd.final.to_list(), upd.in_progress.to_list(), upd.behind_s)

@@ -3,6 +3,7 @@ updates, the overflow error, and the clip spec of a model with a ``video`` secti
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -26,7 +27,9 @@ class LiveOverflow(MseRtError):
 @dataclass(frozen=True)
 class StageThreads:
     """Thread budget per stage: ``decode`` FFmpeg decoder threads per source (0: FFmpeg's choice);
-    ``backbone`` / ``tad`` torch intra-op threads of those stage threads (None: torch's default)."""
+    ``backbone`` / ``tad`` torch intra-op threads of those stage threads (None: torch's default).
+    An OpenVINO / ONNX Runtime backbone takes its thread count when loaded (``load_backbone(...,
+    threads=)``; ``mse-rt stream`` passes ``--threads-backbone`` there)."""
 
     decode: int = 1
     backbone: int | None = 1
@@ -42,7 +45,18 @@ class StageThreads:
                                  f"{' or None' if none_ok else ''}, got {v!r}")
 
 
-DEFAULT_THREADS = StageThreads(decode=1, backbone=1, tad=1)
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# The backbone is the stage that falls behind: it gets every core, decode and TAD one thread each
+# (two spinning TAD threads against a busy backbone cost more than they give). Measured in
+# docs/video_latency.md section 4.
+DEFAULT_THREADS = StageThreads(decode=1, backbone=usable_cores(), tad=1)
 """Per-stage defaults, from the live benchmark (docs/video_latency.md)."""
 TORCH_DEFAULTS = StageThreads(decode=0, backbone=None, tad=None)
 """Every stage on its library's own default (the baseline the defaults are compared with)."""
