@@ -74,6 +74,8 @@ def _detectors(tmp: Path) -> dict:
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, device="cuda", cache_dir=tmp)
         elif name == "onnxruntime":
             dets[name] = Detector.from_onnx(exported())
+        elif name == "openvino":
+            continue  # its precisions are the openvino-fp32 / bf16 / int8 variants below (fp32 = this backend)
         else:
             dets[name] = Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, backend=name, cache_dir=tmp)
     # every CPU precision this machine supports; the int8 models were quantized once and ship with

@@ -33,7 +33,7 @@ def test_demo_command(tmp_path, capsys):
     assert {"eager", "onnxruntime"} <= set(scores), f"need eager and onnxruntime here, got {sorted(scores)}"
     for name, ev in scores.items():
         assert ev.average >= 0.7, f"{name}: demo mAP {ev.average:.3f} < 0.7"
-        if name in available_backends():
+        if name in available_backends() or name.endswith("-fp32"):
             np.testing.assert_allclose(ev.mAP, scores["eager"].mAP, atol=1e-3, err_msg=name)
         else:
             assert abs(ev.average - scores["eager"].average) <= 0.005, f"{name}: {ev.average:.4f}"

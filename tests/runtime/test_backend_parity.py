@@ -51,15 +51,28 @@ def backend_case(request, onnx_files):
     return backend, name, BACKEND_FACTORIES[backend](name, onnx_files)
 
 
+# In the interpreter the soft-NMS kernel costs ~4 ms per candidate (a Python loop per emitted
+# segment): there, videos with more candidates than this have their network and decode checked
+# (pre-NMS candidates) but not the kernel's NMS of them; the kernel runs every golden NMS case up to
+# 1500 candidates in tests/kernels/test_nms_gpu.py, and everything here on a GPU
+INTERPRETED_NMS_MAX = 1000
+
+
 def test_golden_one_by_one(backend_case):
     backend, name, det = backend_case
     _, score_tol, seg_tol = TOLERANCES[backend]
     for v in golden_videos(name):
         z = v["data"]
-        r = det.detect(z["feats"].T, fps=float(z["fps"]), duration=float(z["duration"]), keep_candidates=True)
-        c = r.candidates
+        full = backend not in INTERPRETED or len(z["pre_nms_scores"]) <= INTERPRETED_NMS_MAX
+        if full:
+            r = det.detect(z["feats"].T, fps=float(z["fps"]), duration=float(z["duration"]), keep_candidates=True)
+            c = r.candidates
+        else:
+            (c,) = det.detect_candidates([z["feats"].T])
         match_detections(c.segments, c.scores, c.labels, z["pre_nms_segments"], z["pre_nms_scores"],
                          z["pre_nms_labels"], f"{backend} {name}/{v['video_id']} pre-NMS", score_tol, seg_tol)
+        if not full:
+            continue
         match_detections(r.segments, r.scores, r.labels, z["det_segments_sec"], z["det_scores"], z["det_labels"],
                          f"{backend} {name}/{v['video_id']}", score_tol, seg_tol)
 

@@ -7,7 +7,6 @@ import pytest
 
 import mse_rt
 from mse_rt import InputError
-from mse_rt.apps.demo import DEMO_CKPT, DEMO_CONFIG
 from mse_rt.apps.synth import SyntheticSpec, class_patterns, make_video
 from mse_rt.eval import THUMOS_TIOUS, evaluate
 from mse_rt.streaming import StreamingDetector
@@ -19,8 +18,11 @@ SPEC = SyntheticSpec(min_len=300, max_len=700)
 
 
 @pytest.fixture(scope="module")
-def det():
-    return mse_rt.Detector.from_checkpoint(DEMO_CONFIG, DEMO_CKPT, max_batch=16)
+def det(demo_onnx):
+    """The demo model on ONNX Runtime (fp32, within 1e-5 of eager: tests/runtime/test_backend_parity.py):
+    the rules tested here do not depend on the backend, and a 256-step window costs a third of eager's
+    time on one thread. Eager streams in tests/streaming/test_windowed.py and tests/cli/test_stream.py."""
+    return mse_rt.Detector.from_onnx(demo_onnx, max_batch=16)
 
 
 def _videos(n, seed, spec=SPEC):
