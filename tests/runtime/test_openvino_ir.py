@@ -88,7 +88,9 @@ def test_saved_int8_ir_gives_the_in_process_detections(int8_pair):
     assert b.source == "ir" and b.verified and not b.calibrated_here and b.precision == "int8"
     assert b.calibration == det.backend.calibration and b.calibration["calib_sha256"]
     assert b.layernorm_mean_convs == det.backend.layernorm_mean_convs > 0
-    feats = _golden_feats()
+    # the four videos of one padded length: one int8 compile per model (~3 s each on 2 cores); the
+    # file holds the weights and graph of every length
+    feats = _golden_feats()[:4]
     for r_in, r_saved in zip(det.detect_batch(feats, fps=30.0), saved.detect_batch(feats, fps=30.0)):
         assert len(r_in) == len(r_saved) > 0
         np.testing.assert_array_equal(r_in.labels, r_saved.labels)
