@@ -62,7 +62,10 @@ def _start(work: Path) -> None:
     subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` / `-k` deselection: `make test-fast` runs no Ray test
 def pytest_collection_modifyitems(session, config, items) -> None:
+    if config.option.collectonly:
+        return
     if importlib.util.find_spec("ray") and any("ray_scenario" in getattr(i, "fixturenames", ()) for i in items):
         _start(_work_dir(config._tmp_path_factory.getbasetemp()))
 
