@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -223,3 +224,13 @@ def test_predictions_of_classes_outside_the_ground_truth():
     with pytest.warns(UserWarning, match="1 of 2 predictions have classes the ground truth does not hold"):
         r = evaluate(some, gt, [0.5])
     assert r.average == pytest.approx(0.5) and "ignored" in r.unmatched  # class 0 found, class 1 missed
+    # a class inside the truth's range that only other videos would hold: an ordinary false
+    # positive of a subset, counted but not warned
+    gap = {"database": {"v": {"subset": "test", "annotations": [{"segment": [1.0, 3.0], "label_id": 0},
+                                                               {"segment": [5.0, 7.0], "label_id": 2}]}}}
+    fp = {"results": {"v": [{"segment": [1.0, 3.0], "score": 0.9, "label": 0},
+                            {"segment": [5.0, 7.0], "score": 0.8, "label": 1}]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate(fp, gap, [0.5])
+    assert "1 of 2 predictions" in r.unmatched and r.average == pytest.approx(0.5)
