@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     configure(verbose=args.verbose)
     with sigterm_as_interrupt() as terminated:
         try:
+            from ..runtime.options import default_threads
+
+            default_threads(None)  # a bad MSE_RT_THREADS fails every command up front, used or not
             rc = args.fn(args)
         except MseRtError as exc:
             print(f"mse-rt: error: {exc}", file=sys.stderr)

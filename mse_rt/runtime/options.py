@@ -37,6 +37,7 @@ def check_backend_options(cls, backend: str, options) -> None:
 
 
 THREADS_ENV = "MSE_RT_THREADS"
+MAX_THREADS = 1024  # ONNX Runtime tried to start 100000 threads and hung
 
 
 def default_threads(threads: int | None) -> int | None:
@@ -50,6 +51,6 @@ def default_threads(threads: int | None) -> int | None:
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BackendError(f"{THREADS_ENV}={raw!r}: expected a positive integer (thread count), or unset it")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_THREADS:
+        raise BackendError(f"{THREADS_ENV}={raw!r}: expected a thread count from 1 to {MAX_THREADS}, or unset it")
     return int(raw)

@@ -149,7 +149,8 @@ def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbon
     propagates; every file already in ``out_dir`` is whole (atomic writes).
 
     Raises:
-        OutputError: ``out_dir`` cannot be made, or holds features of another clip spec / backbone.
+        OutputError: ``out_dir`` cannot be made, holds features of another clip spec / backbone, or
+            an output (``<id>.npy`` / ``<id>.json``) is one of the videos (``overwrite`` or not).
         InputError: duplicate ids.
         ConfigError: the backbone does not take the spec's clips.
     """
@@ -164,6 +165,11 @@ def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbon
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
+    from ..io.files import check_not_an_input
+
+    for vid in ids:  # a video named <id>.npy / <id>.json in the output folder: never written over
+        for out in (out_dir / f"{vid}.npy", manifest_path(out_dir / f"{vid}.npy")):
+            check_not_an_input(out, videos, what="feature output")
     identity = _identity(spec, backbone)
     check_folder(out_dir, ids, identity, overwrite=overwrite)
     report = ExtractReport()

@@ -76,7 +76,7 @@ def test_int8_paths_refuse_a_cpu_without_vnni(golden_onnx, tmp_path, no_vnni):
     assert avail["onnxruntime"] == "" and avail["openvino-fp32"] == ""
 
 
-def test_thread_count_from_the_environment(golden_onnx, monkeypatch):
+def test_thread_count_from_the_environment(golden_onnx, monkeypatch, capsys):
     """MSE_RT_THREADS: the intra-op threads of ONNX Runtime sessions and OpenVINO models built without
     an explicit count; an explicit count wins; unset, the library's own default; a bad value is refused
     naming the variable."""
@@ -93,7 +93,15 @@ def test_thread_count_from_the_environment(golden_onnx, monkeypatch):
     pytest.importorskip("openvino")
     ov_det = mse_rt.Detector.from_openvino(golden_onnx, precision="fp32", cache_dir=False)
     assert ov_det.backend.config["INFERENCE_NUM_THREADS"] == 3
-    for bad in ("0", "two", "-1"):
+    # "²" passes str.isdigit and int() rejects it; 100000 made ONNX Runtime start threads until killed
+    for bad in ("0", "two", "-1", "1.5", "\u00b2", "1025", "100000", "99999999999999999999"):
         monkeypatch.setenv("MSE_RT_THREADS", bad)
         with pytest.raises(BackendError, match="MSE_RT_THREADS"):
             mse_rt.Detector.from_onnx(golden_onnx)
+    # the CLI refuses it up front, also for a command that would not use it
+    from mse_rt.cli import main
+
+    monkeypatch.setenv("MSE_RT_THREADS", "abc")
+    assert main(["quantize", "--engine", "openvino", "--model", str(golden_onnx), "--calib", str(golden_onnx),
+                 "-o", "/nonexistent/never.xml"]) == 2
+    assert "mse-rt: error: MSE_RT_THREADS='abc'" in capsys.readouterr().err

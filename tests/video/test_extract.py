@@ -226,3 +226,15 @@ def test_a_feature_file_extract_features_did_not_write_is_kept_unless_overwrite(
     assert mine.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["a.npy"]
     assert main([*STUB, "--overwrite", "-o", str(out), str(src)]) == 0
     np.testing.assert_allclose(np.load(mine), H.hand_features(frames["a"]), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,flags", [("v.json", []), ("v.npy", ["--overwrite"])])
+def test_a_video_named_like_an_output_is_never_written_over(tmp_path, capsys, name, flags):
+    """A video whose path is one of its own outputs (<id>.json, the manifest, or <id>.npy in the
+    output folder) is refused before any work, with or without --overwrite, byte-identical."""
+    H.write_video(tmp_path / name, H.make_frames(20, seed=5))
+    before = (tmp_path / name).read_bytes()
+    assert main([*STUB, *flags, "-o", str(tmp_path), str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert f"feature output {tmp_path / name} is one of the inputs" in err
+    assert (tmp_path / name).read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [name]
