@@ -2,11 +2,13 @@
 
 ``mse-rt detect -o r.json`` (in process and ``--ray``) keeps ``r.json.journal.jsonl``, JSON lines:
 
-- line 1, the header: ``{"mse_rt_journal": 1, "key": {...}}``; the run key names what produced the
+- line 1, the header: ``{"mse_rt_journal": 2, "key": {...}}``; the run key names what produced the
   results (:func:`run_key`: checkpoint sha256 + config, or the model file's sha256; backend, fps,
   id scheme, mse_rt version);
 - one line per finished video: ``{"video_id": id, "detections": [ActivityNet entries],
-  "source": [size, mtime_ns]}`` (the feature file's size and modification time when it was run);
+  "source": [size, mtime_ns], "sha256": ...}`` (the feature file's size and modification time when
+  it was run; the digest of the line's other three fields, :func:`_row_digest`: an edited line is
+  damage, not a result);
 - ``{"written": "r.json"}``: the results file was written holding every video above (a run with
   failed videos keeps its journal so that a rerun retries only those).
 
@@ -47,7 +49,7 @@ from ..errors import CheckpointError, InputError, ModelFileError, OutputError
 from .files import atomic_write_text, check_not_an_input, check_output_path
 
 JOURNAL_SUFFIX = ".journal.jsonl"
-JOURNAL_FORMAT = 1
+JOURNAL_FORMAT = 2  # 2: every video line carries its sha256
 _FSYNC_EVERY_S = 1.0  # bounds what a machine crash (not a process crash) can take from the journal
 
 
@@ -106,16 +108,11 @@ def _describe(factory) -> str:
 
 def run_key(*, config: str | Path | None = None, ckpt: str | Path | None = None, model_file: str | Path | None = None,
             factory=None, backend: str = "eager", fps: float | None = None, ids: str = "stem") -> dict:
-    """The identity of a detection run: results with equal keys may share one results file.
-
-    Model identity: the checkpoint's sha256 and the sha256 of the loaded config (defaults filled,
-    :func:`mse_rt.config.config_to_json`), or a model file's sha256 (its config is in its metadata);
-    with a ``factory`` only its qualified name and bound arguments (it cannot be hashed: callers that
-    need more pass a factory whose arguments name the weights). Plus the backend (precision differs
-    between backends: TensorRT runs fp16), fps as given (None: the config's default), the video id
-    scheme and the mse_rt version. Missing files raise the loaders' errors
-    (:class:`CheckpointError`, :class:`ModelFileError`).
-    """
+    """The identity of a detection run (equal keys may share one results file): the checkpoint's and
+    loaded config's sha256 (:func:`mse_rt.config.config_to_json`), or a model file's sha256, or a
+    ``factory``'s qualified name and bound arguments (it cannot be hashed); the backend (TensorRT runs
+    fp16), fps as given (None: the config's default), the id scheme, the mse_rt version. Missing
+    files raise the loaders' errors (:class:`CheckpointError`, :class:`ModelFileError`)."""
     from ..version import __version__
 
     key: dict = {"mse_rt": __version__, "backend": backend, "fps": fps, "ids": ids}
@@ -146,11 +143,8 @@ class Settled:
 
 
 class Journal:
-    """An open run journal (see the module docstring); use :meth:`open` and ``with``.
-
-    ``done``: {video id: ActivityNet entries} of every journaled video; ``stamps``: {video id:
-    [size, mtime_ns] of its feature file when it was run}.
-    """
+    """An open run journal (module docstring); use :meth:`open` and ``with``. ``done``: {video id:
+    ActivityNet entries}; ``stamps``: {video id: [size, mtime_ns] of its feature file when run}."""
 
     def __init__(self, path: Path, key: dict, f, done: dict, stamps: dict, fresh: bool) -> None:
         self.path = path
@@ -203,7 +197,10 @@ class Journal:
         """Journal finished videos ``(video id, ActivityNet entries, file stamp)``; flushed at once."""
         rows = list(rows)
         try:  # NaN / Infinity are not JSON: refused here as well as in the results file
-            lines = [json.dumps({"video_id": v, "detections": d, "source": s}, allow_nan=False) + "\n" for v, d, s in rows]
+            lines = []
+            for v, d, s in rows:
+                row = {"video_id": v, "detections": d, "source": s}
+                lines.append(json.dumps({**row, "sha256": _row_digest(row)}, allow_nan=False) + "\n")
         except ValueError as exc:
             raise InputError(f"refusing to journal non-finite detections ({exc})") from None
         if not lines:
@@ -369,10 +366,20 @@ def _parse(path: Path, data: bytes):
                 and (row.get("source") is None or _is_stamp(row["source"]))):
             raise JournalError(f"run journal {path} is damaged at line {n} (not a finished video): remove it to "
                                "start over, or choose another -o")
+        digest = row.pop("sha256", None)
+        if set(row) != {"video_id", "detections", "source"} or digest != _row_digest(row):
+            raise JournalError(f"run journal {path} is damaged at line {n} (its checksum does not match: edited or "
+                               "corrupted): remove it to start over, or choose another -o")
         done[row["video_id"]] = row["detections"]
         stamps[row["video_id"]] = row.get("source")
         written = False
     return header["key"], done, stamps, written
+
+
+def _row_digest(row: dict) -> str:
+    """sha256 of a video line's fields as canonical JSON (floats round-trip exactly through JSON)."""
+    text = json.dumps(row, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _is_stamp(s) -> bool:

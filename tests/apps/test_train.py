@@ -41,6 +41,7 @@ def test_iou_and_diou_float64():
     assert diou_loss_1d(p, t).item() == pytest.approx(1 - 4 / 7 + (1.5 / 7) ** 2)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(tmp_path):
     """A few steps on synthetic data: the loss drops and the checkpoint loads back strictly."""
     from mse_rt.apps.synth import write_dataset

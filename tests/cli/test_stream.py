@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mse_rt.apps.demo import DEMO
 from mse_rt.cli import main
 
 
+@pytest.mark.slow
 def test_stream_prints_final_detections_with_their_delay(capsys):
     files = sorted((DEMO / "features").glob("*.npy"))[:2]
     assert main(["stream", "--lag", "8", "--hop", "4", "--min-score", "0.3", "--show-in-progress", "0.4",
@@ -44,8 +47,6 @@ def test_stream_errors_name_the_file_not_a_chunk(tmp_path, capsys):
 
 
 def test_stream_speed_is_bounded(capsys):
-    import pytest
-
     files = sorted((DEMO / "features").glob("*.npy"))[:1]
     for speed in ("1e-300", "0", "1e9", "nan"):
         with pytest.raises(SystemExit) as e:  # 1e-300 used to overflow time.sleep

@@ -51,6 +51,7 @@ def test_dynamic_batch_and_length(onnx_files):
             np.testing.assert_allclose(g, r.numpy(), atol=1e-4 * max(1.0, float(r.abs().max())), rtol=0)
 
 
+@pytest.mark.slow
 def test_static_export_and_shape_check(tmp_path):
     p = export_onnx((GOLDEN / "anet_small" / "config.yaml", GOLDEN / "anet_small" / "ckpt.pth.tar"),
                     tmp_path / "static.onnx", dynamic=False, batch=2)
@@ -61,6 +62,7 @@ def test_static_export_and_shape_check(tmp_path):
         det.detect(np.zeros((10, 48), np.float32))
 
 
+@pytest.mark.slow
 def test_cli_export_then_detect_with_the_file_alone(tmp_path):
     model = tmp_path / "m.onnx"
     assert main(["export", "--config", str(GOLDEN / "thumos_small" / "config.yaml"), "--ckpt",
@@ -78,6 +80,7 @@ def test_cli_export_then_detect_with_the_file_alone(tmp_path):
                      z["det_labels"], "cli onnx")
 
 
+@pytest.mark.slow
 def test_from_checkpoint_onnxruntime_uses_a_cache(tmp_path):
     kw = dict(backend="onnxruntime", cache_dir=tmp_path)
     a = mse_rt.Detector.from_checkpoint(GOLDEN / "anet_small" / "config.yaml", GOLDEN / "anet_small" / "ckpt.pth.tar", **kw)
@@ -108,6 +111,7 @@ def test_exporter_errors(tmp_path):
         format_from_path("model.pt")
 
 
+@pytest.mark.slow
 def test_validation_catches_a_wrong_graph(tmp_path, monkeypatch):
     """Break the traced graph (attention mask ignored) and the exporter must refuse the file."""
     cfg = finalize_config(yaml.safe_load((GOLDEN / "thumos_small" / "config.yaml").read_text()))

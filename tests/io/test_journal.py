@@ -35,6 +35,10 @@ def _lines(path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _fields(line: dict) -> dict:
+    return {k: v for k, v in line.items() if k != "sha256"}
+
+
 def _journal_with(tmp_path, rows, key=KEY):
     out = tmp_path / "r.json"
     with Journal.open(out, key) as j:
@@ -52,8 +56,9 @@ def test_a_run_that_finishes_nothing_leaves_no_journal(tmp_path):
 def test_header_then_one_line_per_video_and_resume(tmp_path):
     out, jp = _journal_with(tmp_path, [("a", DETS, [10, 5]), ("b", [], [11, 6])])
     lines = _lines(jp)
-    assert lines[0] == {"mse_rt_journal": 1, "key": KEY}
-    assert lines[1] == {"video_id": "a", "detections": DETS, "source": [10, 5]}
+    assert lines[0] == {"mse_rt_journal": 2, "key": KEY}
+    assert _fields(lines[1]) == {"video_id": "a", "detections": DETS, "source": [10, 5]}
+    assert len(lines[1]["sha256"]) == 64
     assert lines[2]["video_id"] == "b" and len(lines) == 3
     with Journal.open(out, KEY) as j:
         assert j.done == {"a": DETS, "b": []}
@@ -82,7 +87,9 @@ def test_a_journal_already_written_out_is_started_afresh_for_another_key(tmp_pat
     assert _lines(jp)[0]["key"] == KEY  # untouched until the new run finishes a video
     with Journal.open(out, OTHER) as j:
         j.append([("b", [], [3, 4])])
-    assert _lines(jp) == [{"mse_rt_journal": 1, "key": OTHER}, {"video_id": "b", "detections": [], "source": [3, 4]}]
+    lines = _lines(jp)
+    assert lines[0] == {"mse_rt_journal": 2, "key": OTHER} and len(lines) == 2
+    assert _fields(lines[1]) == {"video_id": "b", "detections": [], "source": [3, 4]}
 
 
 def test_a_torn_last_line_is_cut_and_the_next_line_stays_readable(tmp_path):
@@ -301,3 +308,24 @@ def test_a_full_disk_on_append_is_one_error_not_a_chain(tmp_path):
             j._f = Full(j._f)
             j.append([("a", DETS, [1, 2])])
     assert isinstance(info.value.__cause__, OSError) and j._f is None  # closed, quietly
+
+
+@pytest.mark.parametrize("edit", ["score", "segment", "drop_digest", "extra_field"])
+def test_an_edited_line_is_refused_not_resumed(tmp_path, edit):
+    """Every video line carries the sha256 of its fields: a hand-edited score or segment, a removed
+    digest or an added field is damage (JournalError naming the line), never a result."""
+    out, jp = _journal_with(tmp_path, [("a", DETS, [1, 2]), ("b", DETS, [3, 4])])
+    header, a, b = _lines(jp)
+    if edit == "score":
+        b["detections"][0]["score"] = 0.99
+    elif edit == "segment":
+        b["detections"][0]["segment"][1] += 1.0
+    elif edit == "drop_digest":
+        del b["sha256"]
+    else:
+        b["note"] = "x"
+    jp.write_text("".join(json.dumps(x) + "\n" for x in (header, a, b)))
+    with pytest.raises(JournalError, match=r"damaged at line 3 \(its checksum does not match"):
+        Journal.open(out, KEY)
+    with pytest.raises(JournalError, match="damaged at line 3"):
+        read_journal(jp)

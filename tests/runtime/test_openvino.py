@@ -192,6 +192,7 @@ print("ok")
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_openvino_profile_counts_the_network_work(golden_onnx):
     """Per-node profile: the GEMM work it counts equals torch's FLOP counter on the eager model
     (an independent count), every node has a time, and the serving models are left alone."""
