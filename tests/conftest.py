@@ -9,7 +9,7 @@ from pathlib import Path
 # `make test` runs two pytest-xdist workers on a 2-core machine: one torch / OpenMP thread each,
 # no OpenMP spin-waiting, and one ONNX Runtime / OpenVINO thread per session (MSE_RT_THREADS; their
 # own default is a spinning thread per core, which doubled the other worker's test times). A
-# spinning worker starves the other one (docs/cpu_precisions.md). Set before torch is imported and
+# spinning worker starves the other one (docs/decisions.md#threads-env). Set before torch is imported and
 # inherited by the processes tests start; a test that measures threads sets its own.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
