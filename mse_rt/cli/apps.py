@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import MseRtError
-from .args import nonneg_int, positive_float, positive_int, unit_float
+from .args import nonneg_int, positive_float, positive_int, thread_count, unit_float
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def register(sub) -> None:
     m.add_argument("--pixel-variants", default=None,
                    help="comma-separated backbone variants (default: openvino-fp32,openvino-bf16,openvino-int8; "
                         "also eager-fp32, onnxruntime-fp32)")
-    m.add_argument("--pixel-threads", type=positive_int, default=None, help="backbone CPU threads (default: the backend's)")
+    m.add_argument("--pixel-threads", type=thread_count, default=None, help="backbone CPU threads (default: the backend's)")
     m.set_defaults(fn=_cmd_demo)
     y = sub.add_parser("synth", help="write a synthetic TAD dataset (features, or rendered videos with --video; "
                                       "ActivityNet JSON)")
@@ -98,5 +98,5 @@ def register(sub) -> None:
     t.add_argument("--lr", type=positive_float, default=None)
     t.add_argument("--ema-decay", type=unit_float, default=0.999)
     t.add_argument("--seed", type=nonneg_int, default=0)
-    t.add_argument("--threads", type=positive_int, default=2)
+    t.add_argument("--threads", type=thread_count, default=2)
     t.set_defaults(fn=_cmd_train)

@@ -6,6 +6,7 @@ import argparse
 import math
 
 from ..config.schema import FPS_RANGE
+from ..runtime.options import MAX_THREADS
 
 
 def int_at_least(low: int):
@@ -37,6 +38,11 @@ positive_int = int_at_least(1)
 
 
 nonneg_int = int_at_least(0)
+
+
+# thread counts: 100000 made ONNX Runtime hang and torch crash (segmentation fault)
+thread_count = int_in(1, MAX_THREADS)
+thread_count_or_auto = int_in(0, MAX_THREADS, " (0: the library's choice)")
 
 
 def positive_float(text: str) -> float:

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ..errors import MseRtError
-from .args import frame_rate, int_in, nonneg_int, positive_int
+from .args import frame_rate, int_in, nonneg_int, positive_int, thread_count
 
 # a benchmark batch is held in memory at once: B x T x C floats (THUMOS: 64 x 2304 x 2048 = 1.2 GB)
 # or B x 16 x S x S x 3 bytes of clips (224: 64 x 2.4 MB)
@@ -247,7 +247,7 @@ def register(sub) -> None:
     cp.add_argument("--gt", default=None, help="ground truth (ActivityNet JSON): also print each variant's mAP")
     cp.add_argument("--split", default=None)
     cp.add_argument("--fps", type=frame_rate, default=None)
-    cp.add_argument("--threads", type=positive_int, default=None)
+    cp.add_argument("--threads", type=thread_count, default=None)
     cp.add_argument("--top-k", type=positive_int, default=10)
     cp.add_argument("--ids", default="stem", choices=("stem", "relpath"))
     cp.add_argument("--allow-unverified-checkpoint", action="store_true",
@@ -273,7 +273,7 @@ def register(sub) -> None:
     bm.add_argument("--warmup", type=nonneg_int, default=2)
     bm.add_argument("--repeat", type=positive_int, default=5)
     bm.add_argument("--calib", nargs="+", default=None)
-    bm.add_argument("--threads", type=positive_int, default=None)
+    bm.add_argument("--threads", type=thread_count, default=None)
     bm.add_argument("--hint", default="latency", choices=("latency", "throughput"), help="OpenVINO performance hint")
     bm.add_argument("--json", default=None)
     bm.add_argument("--md", default=None)

@@ -8,7 +8,17 @@ import time
 
 from ..errors import MseRtError
 from ..video.live_types import DEFAULT_THREADS
-from .args import add_model_arguments, float_in, frame_rate, nonneg_int, positive_float, positive_int, unit_float
+from .args import (
+    add_model_arguments,
+    float_in,
+    frame_rate,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    thread_count,
+    thread_count_or_auto,
+    unit_float,
+)
 
 # --speed: playback speed factor of --realtime (beyond it the waits overflow or vanish)
 SPEED_RANGE = (1e-3, 1e3)
@@ -198,12 +208,12 @@ def register(sub) -> None:
     from .video import add_backbone_calib
 
     add_backbone_calib(vid)
-    vid.add_argument("--threads-decode", type=nonneg_int, default=DEFAULT_THREADS.decode,
+    vid.add_argument("--threads-decode", type=thread_count_or_auto, default=DEFAULT_THREADS.decode,
                      help="FFmpeg decoder threads per source (0: FFmpeg's choice)")
-    vid.add_argument("--threads-backbone", type=positive_int, default=DEFAULT_THREADS.backbone,
+    vid.add_argument("--threads-backbone", type=thread_count, default=DEFAULT_THREADS.backbone,
                      help="threads of the backbone stage (torch, or the OpenVINO / ONNX Runtime backbone's own; "
                           "default: every core this process may use, %(default)s here)")
-    vid.add_argument("--threads-tad", type=positive_int, default=DEFAULT_THREADS.tad,
+    vid.add_argument("--threads-tad", type=thread_count, default=DEFAULT_THREADS.tad,
                      help="torch threads of the TAD stage")
     vid.add_argument("--queue-clips", type=positive_int, default=16, help="clips queued per source")
     vid.add_argument("--overflow", choices=("drop", "block", "raise"), default=None,

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..errors import ConfigError
-from .args import frame_rate, positive_int
+from .args import frame_rate, positive_int, thread_count
 
 _SPEC_OPTIONS = ("num_frames", "stride", "spatial", "size", "short_side", "backbone")
 
@@ -20,7 +20,7 @@ def add_backbone_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-precision", default=None,
                    help="fp32 (default), bf16 / int8 (openvino), fp16 (tensorrt)")
     add_backbone_calib(p)
-    p.add_argument("--backbone-threads", type=positive_int, default=None, help="backbone CPU threads")
+    p.add_argument("--backbone-threads", type=thread_count, default=None, help="backbone CPU threads")
     p.add_argument("--clip-batch", type=positive_int, default=8, help="clips per backbone call")
     p.add_argument("--frame-timeout", type=float, default=None,
                    help="seconds without a frame before a video is given up as stalled (URLs default to 10)")

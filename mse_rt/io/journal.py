@@ -7,8 +7,8 @@
   id scheme, mse_rt version);
 - one line per finished video: ``{"video_id": id, "detections": [ActivityNet entries],
   "source": [size, mtime_ns], "sha256": ...}`` (the feature file's size and modification time when
-  it was run; the digest of the line's other three fields, :func:`_row_digest`: an edited line is
-  damage, not a result);
+  it was run; the digest of the line's other three fields and the run key, :func:`_row_digest`: an
+  edited line, or one spliced in from another run's journal, is damage, not a result);
 - ``{"written": "r.json"}``: the results file was written holding every video above (a run with
   failed videos keeps its journal so that a rerun retries only those).
 
@@ -162,6 +162,8 @@ class Journal:
         cuts a torn last line, takes the lock; :class:`JournalError` for another run's key, a damaged
         file or a journal in use."""
         path = journal_path(output)
+        if path.is_symlink():  # appending through a link would write into whatever file it names
+            raise JournalError(f"run journal {path} is a symbolic link: remove it, or choose another -o")
         try:
             f = open(path, "a+b")  # noqa: SIM115 - held until close()
         except OSError as exc:
@@ -200,7 +202,7 @@ class Journal:
             lines = []
             for v, d, s in rows:
                 row = {"video_id": v, "detections": d, "source": s}
-                lines.append(json.dumps({**row, "sha256": _row_digest(row)}, allow_nan=False) + "\n")
+                lines.append(json.dumps({**row, "sha256": _row_digest(row, self.key)}, allow_nan=False) + "\n")
         except ValueError as exc:
             raise InputError(f"refusing to journal non-finite detections ({exc})") from None
         if not lines:
@@ -367,18 +369,18 @@ def _parse(path: Path, data: bytes):
             raise JournalError(f"run journal {path} is damaged at line {n} (not a finished video): remove it to "
                                "start over, or choose another -o")
         digest = row.pop("sha256", None)
-        if set(row) != {"video_id", "detections", "source"} or digest != _row_digest(row):
-            raise JournalError(f"run journal {path} is damaged at line {n} (its checksum does not match: edited or "
-                               "corrupted): remove it to start over, or choose another -o")
+        if set(row) != {"video_id", "detections", "source"} or digest != _row_digest(row, header["key"]):
+            raise JournalError(f"run journal {path} is damaged at line {n} (its checksum does not match: edited, "
+                               "corrupted or from another run): remove it to start over, or choose another -o")
         done[row["video_id"]] = row["detections"]
         stamps[row["video_id"]] = row.get("source")
         written = False
     return header["key"], done, stamps, written
 
 
-def _row_digest(row: dict) -> str:
-    """sha256 of a video line's fields as canonical JSON (floats round-trip exactly through JSON)."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _row_digest(row: dict, key: dict) -> str:
+    """sha256 of a video line's fields and its run key as canonical JSON (floats round-trip exactly)."""
+    text = json.dumps({"key": key, "row": row}, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError, MseRtError
 from ..io.results import DetectionResult
+from ..runtime.options import MAX_THREADS
 from .clips import ClipSpec
 
 __all__ = ["DEFAULT_THREADS", "TORCH_DEFAULTS", "LiveOverflow", "LiveUpdate", "SourceState", "StageThreads", "clip_spec_for",
@@ -40,8 +41,8 @@ class StageThreads:
             v = getattr(self, name)
             if v is None and none_ok:
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise InputError(f"StageThreads.{name} must be an integer >= {low}"
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= MAX_THREADS:
+                raise InputError(f"StageThreads.{name} must be an integer from {low} to {MAX_THREADS}"
                                  f"{' or None' if none_ok else ''}, got {v!r}")
 
 

@@ -93,3 +93,14 @@ def test_backbone_calib_reaches_the_int8_backbone_of_stream_and_extract(tmp_path
         assert err == "mse-rt: error: --backbone-calib calibrates an int8 backbone (--backbone-precision int8); " \
                       "drop it\n", err
     assert len(seen) == 2  # no backbone was loaded for the refused flags
+
+
+@pytest.mark.parametrize("flag,value", [("--threads-tad", "100000"), ("--threads-backbone", "1025"),
+                                        ("--threads-decode", "100000"), ("--threads-tad", "0")])
+def test_thread_counts_are_bounded(capsys, flag, value):
+    """100000 TAD threads crashed torch (segmentation fault) and 1025 backbone threads hung ONNX
+    Runtime: a usage error naming the range, before anything is loaded."""
+    with pytest.raises(SystemExit) as e:
+        main(["stream", "--source", "never_opened.mp4", flag, value])
+    assert e.value.code == 2
+    assert f"argument {flag}: expected an integer" in capsys.readouterr().err

@@ -329,3 +329,32 @@ def test_an_edited_line_is_refused_not_resumed(tmp_path, edit):
         Journal.open(out, KEY)
     with pytest.raises(JournalError, match="damaged at line 3"):
         read_journal(jp)
+
+
+def test_lines_of_another_run_are_refused_not_mixed(tmp_path):
+    """A video line's digest covers the run key: a line spliced in from another run's journal, or
+    another run's lines under this run's header, is damage (the re-probe mixed an fps-15 run into
+    a resumed default one that way)."""
+    out, jp = _journal_with(tmp_path, [("a", DETS, [1, 2])])
+    other_out = tmp_path / "o" / "r.json"
+    other_out.parent.mkdir()
+    _, other_jp = _journal_with(other_out.parent, [("b", DETS, [3, 4])], key=OTHER)
+    header, own = _lines(jp)
+    _, foreign = _lines(other_jp)
+    jp.write_text("".join(json.dumps(x) + "\n" for x in (header, own, foreign)))  # spliced line
+    with pytest.raises(JournalError, match=r"damaged at line 3 \(its checksum does not match: edited, corrupted or "
+                                           r"from another run"):
+        Journal.open(out, KEY)
+    jp.write_text("".join(json.dumps(x) + "\n" for x in (header, foreign)))  # another run under this header
+    with pytest.raises(JournalError, match="damaged at line 2"):
+        Journal.open(out, KEY)
+
+
+def test_a_symlinked_journal_is_refused_and_its_target_kept(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"")
+    out = tmp_path / "r.json"
+    journal_path(out).symlink_to(victim.name)
+    with pytest.raises(JournalError, match="is a symbolic link"):
+        Journal.open(out, KEY)
+    assert victim.read_bytes() == b"" and journal_path(out).is_symlink()

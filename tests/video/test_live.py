@@ -211,6 +211,8 @@ def test_stage_thread_budgets_apply(det):
 def test_bad_arguments_are_typed_errors(det):
     with pytest.raises(InputError, match="StageThreads.tad"):
         StageThreads(tad=0)
+    with pytest.raises(InputError, match="StageThreads.backbone must be an integer from 1 to 1024"):
+        StageThreads(backbone=100000)
     with pytest.raises(InputError, match="overflow"):
         VideoStreamPool(det, StubBackbone(), spec=SPEC, overflow="grow")
     with pytest.raises(InputError, match="video"):
