@@ -162,8 +162,8 @@ class Journal:
         cuts a torn last line, takes the lock; :class:`JournalError` for another run's key, a damaged
         file or a journal in use."""
         path = journal_path(output)
-        if path.is_symlink():  # appending through a link would write into whatever file it names
-            raise JournalError(f"run journal {path} is a symbolic link: remove it, or choose another -o")
+        if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):  # appending would write
+            raise JournalError(f"run journal {path} is a link to another file: remove it, or choose another -o")
         try:
             f = open(path, "a+b")  # noqa: SIM115 - held until close()
         except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 
 import pytest
@@ -350,11 +351,16 @@ def test_lines_of_another_run_are_refused_not_mixed(tmp_path):
         Journal.open(out, KEY)
 
 
-def test_a_symlinked_journal_is_refused_and_its_target_kept(tmp_path):
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_linked_journal_is_refused_and_its_target_kept(tmp_path, link):
+    """Appending through a symbolic or hard link would write the journal into the user's file."""
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"")
     out = tmp_path / "r.json"
-    journal_path(out).symlink_to(victim.name)
-    with pytest.raises(JournalError, match="is a symbolic link"):
+    if link == "symbolic":
+        journal_path(out).symlink_to(victim.name)
+    else:
+        os.link(victim, journal_path(out))
+    with pytest.raises(JournalError, match="is a link to another file"):
         Journal.open(out, KEY)
-    assert victim.read_bytes() == b"" and journal_path(out).is_symlink()
+    assert victim.read_bytes() == b"" and journal_path(out).exists()
