@@ -24,6 +24,7 @@ or remove those files.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -167,9 +168,22 @@ def extract_to_folder(videos: Sequence[str | Path], out_dir: str | Path, backbon
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
     from ..io.files import check_not_an_input
 
-    for vid in ids:  # a video named <id>.npy / <id>.json in the output folder: never written over
+    # a video named <id>.npy / <id>.json in the output folder is never written over; the videos'
+    # inodes are read once (a resumed folder holds every output: a pairwise check would stat
+    # 2 x N x N paths)
+    inodes = {}
+    for v in videos:
+        with contextlib.suppress(OSError):
+            st = v.stat()
+            inodes[(st.st_dev, st.st_ino)] = v
+    for vid in ids:
         for out in (out_dir / f"{vid}.npy", manifest_path(out_dir / f"{vid}.npy")):
-            check_not_an_input(out, videos, what="feature output")
+            try:
+                st = out.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in inodes:
+                check_not_an_input(out, [inodes[(st.st_dev, st.st_ino)]], what="feature output")
     identity = _identity(spec, backbone)
     check_folder(out_dir, ids, identity, overwrite=overwrite)
     report = ExtractReport()
